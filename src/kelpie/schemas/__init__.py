@@ -1,0 +1,103 @@
+"""Letta-shaped data models and id types. The bottom layer: imports nothing from kelpie.
+
+Request models ignore unknown fields (letta-code sends extras); response models carry
+every field the `letta-client` SDK marks required.
+"""
+
+from kelpie.schemas._agents import (
+    AGENT_TAG_CHARS_MAX,
+    AGENT_TYPE_DEFAULT,
+    AgentConfig,
+    AgentCreate,
+    AgentFields,
+    AgentInclude,
+    AgentState,
+    AgentType,
+    AgentUpdate,
+    Memory,
+    Secret,
+)
+from kelpie.schemas._base import RequestModel, ResponseModel, datetime_from_us, us_from_datetime
+from kelpie.schemas._blocks import (
+    BLOCK_LIMIT_CHARS_DEFAULT,
+    BLOCK_VALUE_CHARS_MAX,
+    DEFAULT_BLOCK_DESCRIPTIONS,
+    Block,
+    BlockCreate,
+    BlockUpdate,
+    limit_error,
+)
+from kelpie.schemas._ids import (
+    AGENT_PREFIX,
+    ARCHIVE_PREFIX,
+    BLOCK_PREFIX,
+    CONVERSATION_PREFIX,
+    MESSAGE_PREFIX,
+    PASSAGE_PREFIX,
+    RUN_PREFIX,
+    STEP_PREFIX,
+    TOOL_PREFIX,
+    AgentId,
+    BlockId,
+    ToolId,
+    id_pattern,
+    is_valid_id,
+)
+from kelpie.schemas._models import EmbeddingConfig, EmbeddingModel, LlmConfig, Model
+from kelpie.schemas._tools import (
+    RETURN_CHAR_LIMIT_DEFAULT,
+    Tool,
+    ToolCreate,
+    ToolRule,
+    ToolType,
+    ToolUpdate,
+)
+
+__all__ = [
+    "AGENT_PREFIX",
+    "AGENT_TAG_CHARS_MAX",
+    "AGENT_TYPE_DEFAULT",
+    "ARCHIVE_PREFIX",
+    "BLOCK_LIMIT_CHARS_DEFAULT",
+    "BLOCK_PREFIX",
+    "BLOCK_VALUE_CHARS_MAX",
+    "CONVERSATION_PREFIX",
+    "DEFAULT_BLOCK_DESCRIPTIONS",
+    "MESSAGE_PREFIX",
+    "PASSAGE_PREFIX",
+    "RETURN_CHAR_LIMIT_DEFAULT",
+    "RUN_PREFIX",
+    "STEP_PREFIX",
+    "TOOL_PREFIX",
+    "AgentConfig",
+    "AgentCreate",
+    "AgentFields",
+    "AgentId",
+    "AgentInclude",
+    "AgentState",
+    "AgentType",
+    "AgentUpdate",
+    "Block",
+    "BlockCreate",
+    "BlockId",
+    "BlockUpdate",
+    "EmbeddingConfig",
+    "EmbeddingModel",
+    "LlmConfig",
+    "Memory",
+    "Model",
+    "RequestModel",
+    "ResponseModel",
+    "Secret",
+    "Tool",
+    "ToolCreate",
+    "ToolId",
+    "ToolRule",
+    "ToolType",
+    "ToolUpdate",
+    "datetime_from_us",
+    "id_pattern",
+    "is_valid_id",
+    "limit_error",
+    "us_from_datetime",
+]
