@@ -17,8 +17,8 @@ DB_FILE_NAME: Final = "kelpie.db"
 class Config:
     host: str = HOST_DEFAULT
     port: int = PORT_DEFAULT
-    data_dir: Path = Path(DATA_DIR_DEFAULT).expanduser()
-    # `sqlite:///path` or `sqlite://:memory:`; defaults to a file in data_dir.
+    data_dir: Path = dataclasses.field(default_factory=lambda: Path(DATA_DIR_DEFAULT).expanduser())
+    # `sqlite:///path`; defaults to a file in data_dir.
     db_url: str | None = None
     openai_api_key: str | None = None
     openai_base_url: str | None = None

@@ -14,11 +14,16 @@ class ResponseModel(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_ONE_US = dt.timedelta(microseconds=1)
+
+
 def datetime_from_us(us: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(us / 1_000_000, tz=dt.UTC)
+    """Exact (no float rounding), so a stored time reads back equal."""
+    return _EPOCH + dt.timedelta(microseconds=us)
 
 
 def us_from_datetime(value: dt.datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return int(value.timestamp() * 1_000_000)
+    return (value - _EPOCH) // _ONE_US

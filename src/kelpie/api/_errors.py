@@ -1,0 +1,80 @@
+"""The one place errors become HTTP responses: Kelpie's error tree by status, request
+validation as 422 with a readable `detail`, anything unexpected as a logged 500."""
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from kelpie.errors import (
+    Conflict,
+    InvalidInput,
+    KelpieError,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
+
+# Most specific first: the first class in an error's MRO found here decides its status.
+STATUS_BY_ERROR: Final[dict[type[KelpieError], int]] = {
+    ValidationFailed: 422,
+    InvalidInput: 400,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+    KelpieError: 500,
+}
+# Statuses the SDK would retry that must not be retried blindly (the write may have landed).
+_NO_RETRY_STATUSES: Final = frozenset({409})
+
+log = logging.getLogger(__name__)
+
+
+def status_for(error: KelpieError) -> int:
+    for cls in type(error).__mro__:
+        status = STATUS_BY_ERROR.get(cls)
+        if status is not None:
+            return status
+    raise AssertionError("KelpieError is in the table")
+
+
+def _location(loc: Sequence[Any]) -> str:
+    parts = [str(part) for part in loc if part not in ("body",)] or ["body"]
+    return ".".join(parts)
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> str:
+    """One sentence per problem: `where: what` (e.g. `tags: Input should be a valid list`)."""
+    messages = []
+    for error in errors:
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            message = f"Request body is not valid JSON: {error.get('ctx', {}).get('error', '')}"
+        messages.append(f"{_location(error.get('loc', ()))}: {message}")
+    return "; ".join(messages)
+
+
+async def _kelpie_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, KelpieError)
+    status = status_for(error)
+    headers = {"x-should-retry": "false"} if status in _NO_RETRY_STATUSES else None
+    return JSONResponse({"detail": error.detail}, status_code=status, headers=headers)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse({"detail": describe_validation_errors(error.errors())}, status_code=422)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "An unknown error occurred"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(KelpieError, _kelpie_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

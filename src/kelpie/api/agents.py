@@ -1,0 +1,153 @@
+"""Agents: `/v1/agents/…` (CRUD, core-memory blocks, tools) and `/v1/tags/`."""
+
+from typing import Annotated, Literal
+
+from fastapi import Query, Response
+
+from kelpie.api._deps import ServicesDep
+from kelpie.api._params import After, Ascending, Before, Limit, OrderParam, page_of
+from kelpie.api._routing import LettaRouter, checked_id, json_response
+from kelpie.errors import InvalidInput
+from kelpie.schemas import (
+    AGENT_PREFIX,
+    BLOCK_PREFIX,
+    TOOL_PREFIX,
+    AgentCreate,
+    AgentInclude,
+    AgentState,
+    AgentUpdate,
+    Block,
+    BlockUpdate,
+    Tool,
+)
+from kelpie.storage import AgentQuery
+
+router = LettaRouter(prefix="/v1/agents", tags=["agents"])
+tags_router = LettaRouter(prefix="/v1/tags", tags=["tags"])
+
+Include = Annotated[list[AgentInclude], Query()]
+
+
+def _agent_id(agent_id: str) -> str:
+    return checked_id(AGENT_PREFIX, agent_id, "agent_id")
+
+
+@router.post("/", response_model=AgentState)
+async def create_agent(body: AgentCreate, services: ServicesDep) -> Response:
+    return json_response(await services.agents.create(body))
+
+
+@router.get("/", response_model=list[AgentState])
+async def list_agents(
+    services: ServicesDep,
+    name: str | None = None,
+    tags: Annotated[list[str] | None, Query()] = None,
+    match_all_tags: bool = False,
+    query_text: str | None = None,
+    after: After = None,
+    before: Before = None,
+    limit: Limit = 50,
+    order: OrderParam = "desc",
+    order_by: Literal["created_at", "updated_at", "last_run_completion"] = "created_at",
+    include: Include = [],  # noqa: B006 - FastAPI copies defaults per request
+    ascending: Ascending = None,
+) -> Response:
+    if order_by != "created_at":
+        raise InvalidInput(f"order_by={order_by} is not supported yet; use created_at")
+    query = AgentQuery(
+        name=name, tags=tuple(tags or ()), match_all_tags=match_all_tags, query_text=query_text
+    )
+    page = page_of(limit=limit, order=order, after=after, before=before, ascending=ascending)
+    return json_response(await services.agents.list_agents(query, page, include))
+
+
+@router.get("/{agent_id}", response_model=AgentState)
+async def retrieve_agent(
+    agent_id: str,
+    services: ServicesDep,
+    include: Include = [],  # noqa: B006 - FastAPI copies defaults per request
+) -> Response:
+    return json_response(await services.agents.retrieve(_agent_id(agent_id), include))
+
+
+@router.patch("/{agent_id}", response_model=AgentState)
+async def update_agent(agent_id: str, body: AgentUpdate, services: ServicesDep) -> Response:
+    return json_response(await services.agents.update(_agent_id(agent_id), body))
+
+
+@router.delete("/{agent_id}")
+async def delete_agent(agent_id: str, services: ServicesDep) -> None:
+    await services.agents.delete(_agent_id(agent_id))
+
+
+@router.get("/{agent_id}/core-memory/blocks", response_model=list[Block])
+async def list_agent_blocks(
+    agent_id: str,
+    services: ServicesDep,
+    after: After = None,
+    before: Before = None,
+    limit: Limit = 100,
+    order: OrderParam = "desc",
+) -> Response:
+    page = page_of(limit=limit, order=order, after=after, before=before)
+    return json_response(await services.agents.list_blocks(_agent_id(agent_id), page))
+
+
+@router.get("/{agent_id}/core-memory/blocks/{block_label}", response_model=Block)
+async def retrieve_agent_block(agent_id: str, block_label: str, services: ServicesDep) -> Response:
+    return json_response(await services.agents.retrieve_block(_agent_id(agent_id), block_label))
+
+
+@router.patch("/{agent_id}/core-memory/blocks/{block_label}", response_model=Block)
+async def update_agent_block(
+    agent_id: str, block_label: str, body: BlockUpdate, services: ServicesDep
+) -> Response:
+    block = await services.agents.update_block(_agent_id(agent_id), block_label, body)
+    return json_response(block)
+
+
+@router.patch("/{agent_id}/core-memory/blocks/attach/{block_id}", response_model=AgentState)
+async def attach_agent_block(agent_id: str, block_id: str, services: ServicesDep) -> Response:
+    block_id = checked_id(BLOCK_PREFIX, block_id, "block_id")
+    return json_response(await services.agents.attach_block(_agent_id(agent_id), block_id))
+
+
+@router.patch("/{agent_id}/core-memory/blocks/detach/{block_id}", response_model=AgentState)
+async def detach_agent_block(agent_id: str, block_id: str, services: ServicesDep) -> Response:
+    block_id = checked_id(BLOCK_PREFIX, block_id, "block_id")
+    return json_response(await services.agents.detach_block(_agent_id(agent_id), block_id))
+
+
+@router.get("/{agent_id}/tools", response_model=list[Tool])
+async def list_agent_tools(
+    agent_id: str,
+    services: ServicesDep,
+    after: After = None,
+    before: Before = None,
+    limit: Limit = 10,
+    order: OrderParam = "desc",
+) -> Response:
+    page = page_of(limit=limit, order=order, after=after, before=before)
+    return json_response(await services.agents.list_tools(_agent_id(agent_id), page))
+
+
+@router.patch("/{agent_id}/tools/attach/{tool_id}", response_model=AgentState)
+async def attach_agent_tool(agent_id: str, tool_id: str, services: ServicesDep) -> Response:
+    tool_id = checked_id(TOOL_PREFIX, tool_id, "tool_id")
+    return json_response(await services.agents.attach_tool(_agent_id(agent_id), tool_id))
+
+
+@router.patch("/{agent_id}/tools/detach/{tool_id}", response_model=AgentState)
+async def detach_agent_tool(agent_id: str, tool_id: str, services: ServicesDep) -> Response:
+    tool_id = checked_id(TOOL_PREFIX, tool_id, "tool_id")
+    return json_response(await services.agents.detach_tool(_agent_id(agent_id), tool_id))
+
+
+@tags_router.get("/", response_model=list[str])
+async def list_tags(
+    services: ServicesDep,
+    after: str | None = None,
+    limit: Limit = 50,
+    query_text: str | None = None,
+) -> list[str]:
+    return await services.agents.list_tags(after=after, limit=limit, query_text=query_text)

@@ -1,0 +1,79 @@
+"""Standalone blocks: `/v1/blocks/…`."""
+
+from typing import Annotated
+
+from fastapi import Query, Response
+
+from kelpie.api._deps import ServicesDep
+from kelpie.api._params import After, Before, Limit, OrderParam, page_of
+from kelpie.api._routing import LettaRouter, checked_id, json_response
+from kelpie.schemas import BLOCK_PREFIX, AgentState, Block, BlockCreate, BlockUpdate
+from kelpie.storage import BlockQuery
+
+router = LettaRouter(prefix="/v1/blocks", tags=["blocks"])
+
+
+def _block_id(block_id: str) -> str:
+    return checked_id(BLOCK_PREFIX, block_id, "block_id")
+
+
+@router.post("/", response_model=Block)
+async def create_block(body: BlockCreate, services: ServicesDep) -> Response:
+    return json_response(await services.blocks.create(body))
+
+
+@router.get("/", response_model=list[Block])
+async def list_blocks(
+    services: ServicesDep,
+    label: str | None = None,
+    label_search: str | None = None,
+    value_search: str | None = None,
+    description_search: str | None = None,
+    tags: Annotated[list[str] | None, Query()] = None,
+    match_all_tags: bool = False,
+    templates_only: bool = False,
+    after: After = None,
+    before: Before = None,
+    limit: Limit = 50,
+    order: OrderParam = "desc",
+) -> Response:
+    query = BlockQuery(
+        label=label,
+        label_search=label_search,
+        value_search=value_search,
+        description_search=description_search,
+        tags=tuple(tags or ()),
+        match_all_tags=match_all_tags,
+        templates_only=templates_only,
+    )
+    page = page_of(limit=limit, order=order, after=after, before=before)
+    return json_response(await services.blocks.list_blocks(query, page))
+
+
+@router.get("/{block_id}", response_model=Block)
+async def retrieve_block(block_id: str, services: ServicesDep) -> Response:
+    return json_response(await services.blocks.retrieve(_block_id(block_id)))
+
+
+@router.patch("/{block_id}", response_model=Block)
+async def update_block(block_id: str, body: BlockUpdate, services: ServicesDep) -> Response:
+    return json_response(await services.blocks.update(_block_id(block_id), body))
+
+
+@router.delete("/{block_id}")
+async def delete_block(block_id: str, services: ServicesDep) -> None:
+    await services.blocks.delete(_block_id(block_id))
+
+
+@router.get("/{block_id}/agents", response_model=list[AgentState])
+async def list_block_agents(
+    block_id: str,
+    services: ServicesDep,
+    after: After = None,
+    before: Before = None,
+    limit: Limit = 50,
+    order: OrderParam = "desc",
+) -> Response:
+    page = page_of(limit=limit, order=order, after=after, before=before)
+    agents = await services.blocks.list_agents(_block_id(block_id), page)
+    return json_response([AgentState.model_validate(agent.model_dump()) for agent in agents])

@@ -1,0 +1,31 @@
+"""Builds the production Env: the system clock and entropy, the configured store and
+model catalogue."""
+
+from pathlib import Path
+
+from kelpie.env import Config, Env, SystemClock, system_entropy
+from kelpie.llm import ProviderCatalog
+from kelpie.storage import SqliteStore, Store
+
+SQLITE_URL_PREFIX = "sqlite:///"
+
+
+def open_store(config: Config) -> Store:
+    url = config.database_url
+    if url.startswith(SQLITE_URL_PREFIX):
+        return SqliteStore.open(Path(url.removeprefix(SQLITE_URL_PREFIX)))
+    raise SystemExit(
+        f"Unsupported database URL '{url}': this version stores data in SQLite"
+        f" ({SQLITE_URL_PREFIX}/path/to/kelpie.db); PostgreSQL support is planned"
+    )
+
+
+def open_env(config: Config) -> Env:
+    clock = SystemClock()
+    return Env(
+        clock=clock,
+        entropy=system_entropy(),
+        config=config,
+        store=open_store(config),
+        models=ProviderCatalog(config, clock),
+    )

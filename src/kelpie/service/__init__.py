@@ -1,0 +1,10 @@
+"""Use cases behind the API: resolve and validate references, build records with the
+Env's clock and ids, and write each change in one store transaction. Knows nothing of HTTP.
+"""
+
+from kelpie.service._agents import AgentService
+from kelpie.service._blocks import BlockService
+from kelpie.service._startup import prepare
+from kelpie.service._tools import ToolService
+
+__all__ = ["AgentService", "BlockService", "ToolService", "prepare"]

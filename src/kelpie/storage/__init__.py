@@ -1,0 +1,22 @@
+"""Persistence. Owns the `Store` protocol (intention-revealing operations, one transaction
+each) and its implementations; imports only `kelpie.schemas` and `kelpie.errors`.
+Driver exceptions never leave this package: they become `StorageUnavailable` or
+`StorageConflict`.
+"""
+
+from kelpie.storage._errors import StorageConflict, StorageUnavailable
+from kelpie.storage._queries import PAGE_LIMIT_MAX, AgentQuery, BlockQuery, Page, ToolQuery
+from kelpie.storage._sqlite import SqliteStore
+from kelpie.storage._store import Store
+
+__all__ = [
+    "PAGE_LIMIT_MAX",
+    "AgentQuery",
+    "BlockQuery",
+    "Page",
+    "SqliteStore",
+    "StorageConflict",
+    "StorageUnavailable",
+    "Store",
+    "ToolQuery",
+]

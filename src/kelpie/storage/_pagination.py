@@ -1,0 +1,47 @@
+"""Strict cursor pagination on (created_at, id): every item appears on exactly one page,
+whatever else shares its timestamp."""
+
+import dataclasses
+from typing import final
+
+from kelpie.storage._queries import Page
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Cursor:
+    created_at: int
+    id: str
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class PageClause:
+    where: list[str]
+    params: list[object]
+    order: str
+    # True when rows were fetched against the page's order (paging backwards with
+    # `before`) and must be reversed before they are returned.
+    reverse: bool
+
+
+def page_clause(
+    alias: str, page: Page, *, after: Cursor | None, before: Cursor | None
+) -> PageClause:
+    key = f"({alias}.created_at, {alias}.id)"
+    # In the page's order, "after" is greater when ascending and smaller when descending.
+    after_op, before_op = (">", "<") if page.ascending else ("<", ">")
+    where: list[str] = []
+    params: list[object] = []
+    if after is not None:
+        where.append(f"{key} {after_op} (?, ?)")
+        params.extend((after.created_at, after.id))
+    if before is not None:
+        where.append(f"{key} {before_op} (?, ?)")
+        params.extend((before.created_at, before.id))
+    # Paging backwards from `before` alone: fetch the nearest items first, then reverse.
+    reverse = before is not None and after is None
+    ascending = page.ascending != reverse
+    direction = "ASC" if ascending else "DESC"
+    order = f"{alias}.created_at {direction}, {alias}.id {direction}"
+    return PageClause(where=where, params=params, order=order, reverse=reverse)

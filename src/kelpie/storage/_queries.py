@@ -1,0 +1,54 @@
+"""Value objects that describe what a list operation asks the store for."""
+
+import dataclasses
+from typing import Final, final
+
+PAGE_LIMIT_MAX: Final = 1000
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Page:
+    """A cursor page over (created_at, id). `after`/`before` are ids of the same kind of
+    object; `after` continues in the page's order, `before` goes back against it."""
+
+    limit: int
+    ascending: bool = False
+    after: str | None = None
+    before: str | None = None
+
+    def __post_init__(self) -> None:
+        assert 1 <= self.limit <= PAGE_LIMIT_MAX, "page limit out of range"
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AgentQuery:
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+    match_all_tags: bool = False
+    query_text: str | None = None
+    include_hidden: bool = False
+    order_by: str = "created_at"
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BlockQuery:
+    label: str | None = None
+    label_search: str | None = None
+    value_search: str | None = None
+    description_search: str | None = None
+    tags: tuple[str, ...] = ()
+    match_all_tags: bool = False
+    templates_only: bool = False
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ToolQuery:
+    names: tuple[str, ...] = ()
+    tool_ids: tuple[str, ...] = ()
+    search: str | None = None
+    tool_types: tuple[str, ...] = ()
+    exclude_tool_types: tuple[str, ...] = ()

@@ -1,0 +1,219 @@
+"""Fixtures that run real processes: the fake OpenAI-compatible LLM and a Kelpie server.
+
+Every server gets its own free port and its own data directory, so the suite can run
+under pytest-xdist. Process output goes to files in a temporary directory (a PIPE nobody
+reads fills up and stalls the server), and is quoted in the failure message when a server
+does not come up or does not stop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Final
+
+import httpx
+import pytest
+from letta_client import Letta
+
+TESTS_DIR: Final = Path(__file__).resolve().parent
+FAKE_LLM_SCRIPT: Final = TESTS_DIR / "fakes" / "llm_server.py"
+
+READY_POLL_INTERVAL_S: Final = 0.02
+READY_TIMEOUT_S: Final = 15.0
+READY_PROBE_TIMEOUT_S: Final = 1.0
+STOP_TIMEOUT_S: Final = 10.0
+OUTPUT_QUOTE_CHARS_MAX: Final = 8_000
+CLIENT_TIMEOUT_S: Final = 60.0
+
+# A dummy key: a self-hosted server accepts anything unless password mode is on.
+CLIENT_API_KEY: Final = "sk-kelpie-test"
+LLM_API_KEY: Final = "sk-test"
+# Variables of the test runner's environment that would change what the server does.
+SERVER_ENV_DROPPED: Final = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+SERVER_ENV_PREFIXES_DROPPED: Final = ("KELPIE_", "LETTA_")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclasses.dataclass
+class ServerProcess:
+    """A server subprocess whose stdout and stderr are written to files."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+    _log_files: list[IO[bytes]]
+
+    @classmethod
+    def start(
+        cls, name: str, argv: Sequence[str], *, env: Mapping[str, str], log_dir: Path
+    ) -> ServerProcess:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stdout_path = log_dir / f"{name}.stdout.log"
+        stderr_path = log_dir / f"{name}.stderr.log"
+        stdout = stdout_path.open("wb")
+        stderr = stderr_path.open("wb")
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env=dict(env),
+                cwd=log_dir,
+            )
+        except BaseException:
+            stdout.close()
+            stderr.close()
+            raise
+        return cls(name, process, stdout_path, stderr_path, [stdout, stderr])
+
+    def output(self) -> str:
+        """The tail of what the process has written so far, for failure messages."""
+        parts = []
+        for label, path in (("stderr", self.stderr_path), ("stdout", self.stdout_path)):
+            text = path.read_text(errors="replace")
+            if len(text) > OUTPUT_QUOTE_CHARS_MAX:
+                text = "…" + text[-OUTPUT_QUOTE_CHARS_MAX:]
+            parts.append(f"--- {self.name} {label} ---\n{text}")
+        return "\n".join(parts)
+
+    def wait_until_ready(self, url: str) -> None:
+        """Polls `url` until it answers 200; fails the test with the server's output if not."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        last_problem = "no answer yet"
+        with httpx.Client(timeout=READY_PROBE_TIMEOUT_S) as probe:
+            while True:
+                returncode = self.process.poll()
+                if returncode is not None:
+                    pytest.fail(
+                        f"{self.name} exited with code {returncode} before answering "
+                        f"{url}\n{self.output()}",
+                        pytrace=False,
+                    )
+                try:
+                    response = probe.get(url)
+                except httpx.TransportError as exc:
+                    last_problem = repr(exc)
+                else:
+                    if response.status_code == 200:
+                        return
+                    last_problem = f"HTTP {response.status_code}: {response.text[:500]}"
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"{self.name} did not answer 200 at {url} within {READY_TIMEOUT_S} s "
+                        f"(last: {last_problem})\n{self.output()}",
+                        pytrace=False,
+                    )
+                time.sleep(READY_POLL_INTERVAL_S)
+
+    def stop(self) -> int:
+        """Sends SIGTERM and waits; fails if the process has not exited in time."""
+        try:
+            if self.process.poll() is None:
+                self.process.terminate()
+            try:
+                return self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                pytest.fail(
+                    f"{self.name} did not exit within {STOP_TIMEOUT_S} s of SIGTERM\n"
+                    f"{self.output()}",
+                    pytrace=False,
+                )
+        finally:
+            for log_file in self._log_files:
+                log_file.close()
+
+
+def _stop_checked(server: ServerProcess) -> None:
+    returncode = server.stop()
+    assert server.process.poll() is not None, f"{server.name} is still running"
+    assert returncode == server.process.returncode
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The fake OpenAI-compatible server; yields its base URL, `http://127.0.0.1:PORT/v1`."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    server = ServerProcess.start(
+        "fake-llm",
+        [sys.executable, str(FAKE_LLM_SCRIPT), "--port", str(port)],
+        env=os.environ,
+        log_dir=tmp_path_factory.mktemp("fake-llm"),
+    )
+    try:
+        server.wait_until_ready(f"{base_url}/models")
+        yield base_url
+    finally:
+        _stop_checked(server)
+
+
+def kelpie_env(llm_base_url: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in SERVER_ENV_DROPPED and not key.startswith(SERVER_ENV_PREFIXES_DROPPED)
+    }
+    env["OPENAI_API_KEY"] = LLM_API_KEY
+    env["OPENAI_BASE_URL"] = llm_base_url
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def kelpie_server(llm_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A `kelpie serve` process with a fresh data directory; yields `http://127.0.0.1:PORT`."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    root = tmp_path_factory.mktemp("kelpie")
+    data_dir = root / "data"
+    data_dir.mkdir()
+    argv = [sys.executable, "-m", "kelpie", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--data-dir", str(data_dir)]
+    server = ServerProcess.start("kelpie", argv, env=kelpie_env(llm_server), log_dir=root / "logs")
+    try:
+        server.wait_until_ready(f"{base_url}/v1/health")
+        yield base_url
+    finally:
+        _stop_checked(server)
+
+
+@pytest.fixture
+def client(kelpie_server: str) -> Iterator[Letta]:
+    """The official SDK pointed at the test server, with retries off so errors surface."""
+    letta = Letta(
+        base_url=kelpie_server,
+        api_key=CLIENT_API_KEY,
+        max_retries=0,
+        timeout=CLIENT_TIMEOUT_S,
+    )
+    try:
+        yield letta
+    finally:
+        letta.close()
+
+
+@pytest.fixture
+def http(kelpie_server: str) -> Iterator[httpx.Client]:
+    """A raw client for what the SDK cannot express; it never follows redirects."""
+    with httpx.Client(
+        base_url=kelpie_server, follow_redirects=False, timeout=CLIENT_TIMEOUT_S
+    ) as raw:
+        yield raw
