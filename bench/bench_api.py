@@ -458,6 +458,7 @@ class Config:
     seed: int
     startup_timeout_s: float
     json_path: Path | None
+    keep_data: bool
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
@@ -490,6 +491,11 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         default=60.0,
         help="seconds to wait for /v1/health before giving up (60)",
     )
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the temp dir (data dirs, server and fake LLM logs) and print its path",
+    )
     args = parser.parse_args(argv)
     create: int = (
         args.agents_create if args.agents_create is not None else (100 if args.quick else 1000)
@@ -514,6 +520,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         seed=args.seed,
         startup_timeout_s=args.startup_timeout,
         json_path=args.json,
+        keep_data=args.keep_data,
     )
 
 
@@ -570,20 +577,20 @@ def load_phase(config: Config, server: Server) -> LoadResults:
     with step(f"GET /v1/agents/?limit={LIST_LIMIT} x{config.lists}"):
         list_lat = bench_list_agents(base, ids, config.lists, rng)
 
-    loaded_rss = process_tree_rss_mib(server.process.pid)
     if server.process.exited() is not None:
-        raise BenchError(f"server died during the benchmark:\n{server.process.log_tail()}")
+        raise BenchError(f"server exited with {server.process.exited()} during the benchmark")
+    loaded_rss = process_tree_rss_mib(server.process.pid)
     return LoadResults(
-        idle_rss,
-        n_create,
-        create_lat,
-        create_wall,
-        n_fill,
-        fill_wall,
-        stored,
-        get_lat,
-        list_lat,
-        loaded_rss,
+        idle_rss=idle_rss,
+        n_create=n_create,
+        create_lat=create_lat,
+        create_wall=create_wall,
+        n_fill=n_fill,
+        fill_wall=fill_wall,
+        stored=stored,
+        get_lat=get_lat,
+        list_lat=list_lat,
+        loaded_rss=loaded_rss,
     )
 
 
@@ -622,20 +629,11 @@ def run(config: Config, workdir: Path) -> tuple[list[Row], dict[str, Any]]:
         for proc in reversed(processes):
             proc.stop()
 
-    idle_rss, n_create, create_wall, n_fill, fill_wall, stored, loaded_rss = (
-        results.idle_rss,
-        results.n_create,
-        results.create_wall,
-        results.n_fill,
-        results.fill_wall,
-        results.stored,
-        results.loaded_rss,
-    )
-    create_lat, get_lat, list_lat = results.create_lat, results.get_lat, results.list_lat
-    create_rate = n_create / create_wall
-    create_ms = create_lat.summary_ms()
-    get_ms = get_lat.summary_ms()
-    list_ms = list_lat.summary_ms()
+    r = results
+    create_rate = r.n_create / r.create_wall
+    create_ms = r.create_lat.summary_ms()
+    get_ms = r.get_lat.summary_ms()
+    list_ms = r.list_lat.summary_ms()
     startup_median = statistics.median(startups)
     startup_max = max(startups)
     total = config.agents_total
@@ -645,14 +643,16 @@ def run(config: Config, workdir: Path) -> tuple[list[Row], dict[str, Any]]:
             startup_median < TARGET_STARTUP_S, LETTA_STARTUP),
         Row("Start-up, max", startup_max, "s", "< 1 s",
             startup_max < TARGET_STARTUP_S, LETTA_STARTUP),
-        Row("Idle RSS after start-up", idle_rss, "MiB", letta=LETTA_IDLE_RSS),
-        Row(f"Create {n_create} agents, sequential", create_rate, "agents/s",
+        Row("Idle RSS after start-up", r.idle_rss, "MiB", letta=LETTA_IDLE_RSS),
+        Row(f"Create {r.n_create} agents, sequential", create_rate, "agents/s",
             f">= {TARGET_CREATE_PER_S:.0f}/s", create_rate >= TARGET_CREATE_PER_S, LETTA_CREATE),
         Row("Create agent p50", create_ms["p50_ms"], "ms", letta=LETTA_CREATE_P50),
         Row("Create agent p99", create_ms["p99_ms"], "ms", letta=LETTA_CREATE_P99),
     ]  # fmt: skip
-    if n_fill:
-        rows.append(Row(f"Fill to {total} ({config.fill_workers} clients), total", fill_wall, "s"))
+    if r.n_fill:
+        rows.append(
+            Row(f"Fill to {total} ({config.fill_workers} clients), total", r.fill_wall, "s")
+        )
     rows += [
         Row("GET agent p50", get_ms["p50_ms"], "ms", letta=LETTA_GET_P50),
         Row("GET agent p99", get_ms["p99_ms"], "ms", f"< {TARGET_GET_P99_MS:g} ms",
@@ -660,26 +660,31 @@ def run(config: Config, workdir: Path) -> tuple[list[Row], dict[str, Any]]:
         Row(f"List agents (limit {LIST_LIMIT}) p50", list_ms["p50_ms"], "ms"),
         Row(f"List agents (limit {LIST_LIMIT}) p99", list_ms["p99_ms"], "ms",
             f"< {TARGET_LIST_P99_MS:g} ms", list_ms["p99_ms"] < TARGET_LIST_P99_MS),
-        Row(f"Server RSS with {total} agents", loaded_rss, "MiB"),
+        Row(f"Server RSS with {total} agents", r.loaded_rss, "MiB"),
     ]  # fmt: skip
 
     details: dict[str, Any] = {
         "startup_s": startups,
         "startup_median_s": startup_median,
         "startup_max_s": startup_max,
-        "idle_rss_mib": idle_rss,
-        "create": {"agents": n_create, "wall_s": create_wall, "per_s": create_rate, **create_ms},
+        "idle_rss_mib": r.idle_rss,
+        "create": {
+            "agents": r.n_create,
+            "wall_s": r.create_wall,
+            "per_s": create_rate,
+            **create_ms,
+        },
         "fill": {
-            "agents": n_fill,
+            "agents": r.n_fill,
             "workers": config.fill_workers,
-            "wall_s": fill_wall,
-            "per_s": n_fill / fill_wall if fill_wall else None,
+            "wall_s": r.fill_wall,
+            "per_s": r.n_fill / r.fill_wall if r.fill_wall else None,
         },
         "agents_stored": total,
-        "agents_counted_by_server": stored,
+        "agents_counted_by_server": r.stored,
         "get_agent": get_ms,
         "list_agents": {"limit": LIST_LIMIT, **list_ms},
-        "loaded_rss_mib": loaded_rss,
+        "loaded_rss_mib": r.loaded_rss,
     }
     return rows, details
 
@@ -699,7 +704,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nbenchmark failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if config.keep_data:
+            print(f"Kept data dirs and logs in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     print_table(rows)
     if details["agents_counted_by_server"] not in (None, config.agents_total):

@@ -14,9 +14,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, TypeAlias
 
 import httpx
 import pytest
@@ -38,6 +38,13 @@ LLM_API_KEY: Final = "sk-test"
 # Variables of the test runner's environment that would change what the server does.
 SERVER_ENV_DROPPED: Final = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
 SERVER_ENV_PREFIXES_DROPPED: Final = ("KELPIE_", "LETTA_")
+
+
+ServerOutputMark: TypeAlias = tuple["ServerProcess", int]
+# Where each test's share of the server's stderr starts, so a failure can quote just that.
+SERVER_OUTPUT_MARK: Final = pytest.StashKey[ServerOutputMark]()
+# Running Kelpie servers by base URL, for the report hook below.
+KELPIE_SERVERS: Final[dict[str, ServerProcess]] = {}
 
 
 def free_port() -> int:
@@ -81,6 +88,17 @@ class ServerProcess:
             stderr.close()
             raise
         return cls(name, process, stdout_path, stderr_path, [stdout, stderr])
+
+    def stderr_size(self) -> int:
+        return self.stderr_path.stat().st_size
+
+    def stderr_since(self, offset: int) -> str:
+        with self.stderr_path.open("rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        if len(text) > OUTPUT_QUOTE_CHARS_MAX:
+            text = "…" + text[-OUTPUT_QUOTE_CHARS_MAX:]
+        return text
 
     def output(self) -> str:
         """The tail of what the process has written so far, for failure messages."""
@@ -165,7 +183,7 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _stop_checked(server)
 
 
-def kelpie_env(llm_base_url: str) -> dict[str, str]:
+def kelpie_env(llm_base_url: str, extra: Mapping[str, str]) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -174,25 +192,87 @@ def kelpie_env(llm_base_url: str) -> dict[str, str]:
     env["OPENAI_API_KEY"] = LLM_API_KEY
     env["OPENAI_BASE_URL"] = llm_base_url
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
     return env
 
 
+class KelpieLauncher:
+    """Starts `kelpie serve` processes, each on its own port with its own data directory,
+    and stops them all at the end of the module."""
+
+    def __init__(self, llm_base_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._llm_base_url = llm_base_url
+        self._tmp_path_factory = tmp_path_factory
+        self._running: list[tuple[str, ServerProcess]] = []
+
+    def start(self, extra_env: Mapping[str, str] | None = None) -> str:
+        """Starts a server and waits for its health check; returns `http://127.0.0.1:PORT`."""
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        root = self._tmp_path_factory.mktemp("kelpie")
+        data_dir = root / "data"
+        data_dir.mkdir()
+        argv = [sys.executable, "-m", "kelpie", "serve", "--host", "127.0.0.1"]
+        argv += ["--port", str(port), "--data-dir", str(data_dir)]
+        env = kelpie_env(self._llm_base_url, extra_env or {})
+        server = ServerProcess.start("kelpie", argv, env=env, log_dir=root / "logs")
+        try:
+            server.wait_until_ready(f"{base_url}/v1/health")
+        except BaseException:
+            _stop_checked(server)
+            raise
+        self._running.append((base_url, server))
+        KELPIE_SERVERS[base_url] = server
+        return base_url
+
+    def stop_all(self) -> None:
+        while self._running:
+            base_url, server = self._running.pop()
+            KELPIE_SERVERS.pop(base_url, None)
+            _stop_checked(server)
+
+
 @pytest.fixture(scope="module")
-def kelpie_server(llm_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A `kelpie serve` process with a fresh data directory; yields `http://127.0.0.1:PORT`."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    root = tmp_path_factory.mktemp("kelpie")
-    data_dir = root / "data"
-    data_dir.mkdir()
-    argv = [sys.executable, "-m", "kelpie", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--data-dir", str(data_dir)]
-    server = ServerProcess.start("kelpie", argv, env=kelpie_env(llm_server), log_dir=root / "logs")
+def kelpie_launcher(
+    llm_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KelpieLauncher]:
+    """Starts extra Kelpie servers, e.g. with a different environment; stopped per module."""
+    launcher = KelpieLauncher(llm_server, tmp_path_factory)
     try:
-        server.wait_until_ready(f"{base_url}/v1/health")
-        yield base_url
+        yield launcher
     finally:
-        _stop_checked(server)
+        launcher.stop_all()
+
+
+@pytest.fixture(scope="module")
+def kelpie_server(kelpie_launcher: KelpieLauncher) -> str:
+    """A `kelpie serve` process with a fresh data directory; its URL, `http://127.0.0.1:PORT`."""
+    return kelpie_launcher.start()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attaches what the Kelpie server wrote to stderr during a failed test to its report."""
+    report = yield
+    funcargs: dict[str, object] = getattr(item, "funcargs", {})
+    servers = [
+        KELPIE_SERVERS[value]
+        for value in funcargs.values()
+        if isinstance(value, str) and value in KELPIE_SERVERS
+    ]
+    if not servers:
+        return report
+    server = servers[0]
+    if call.when == "setup":
+        item.stash[SERVER_OUTPUT_MARK] = (server, server.stderr_size())
+    elif report.failed and SERVER_OUTPUT_MARK in item.stash:
+        marked_server, offset = item.stash[SERVER_OUTPUT_MARK]
+        output = server.stderr_since(offset) if marked_server is server else ""
+        if output:
+            report.sections.append(("kelpie server stderr", output))
+    return report
 
 
 @pytest.fixture

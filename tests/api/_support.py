@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Mapping
+from typing import Final, Protocol
 
 from letta_client import APIStatusError, Letta, Omit, omit
 from letta_client.types import AgentState, AgentType, CreateBlockParam
@@ -25,6 +25,12 @@ MEMGPT_BASE_TOOLS: Final = frozenset(
         "memory_apply_patch",
     }
 )
+
+
+class KelpieStarter(Protocol):
+    """What the `kelpie_launcher` fixture offers: start one more server, get its URL."""
+
+    def start(self, extra_env: Mapping[str, str] | None = None) -> str: ...
 
 
 def unique(prefix: str) -> str:

@@ -10,7 +10,7 @@ from typing import Literal
 import httpx
 import pytest
 from letta_client import Letta, NotFoundError, Omit, omit
-from letta_client.types import AgentState
+from letta_client.types import AgentState, AgentType
 
 from ._support import (
     LETTA_V1_BASE_TOOLS,
@@ -23,6 +23,7 @@ from ._support import (
 
 # Far more items than any test here creates, so a page of this size holds all of them.
 PAGE_ALL = 1_000
+AGENTS_LIMIT_DEFAULT = 50
 PAGINATED_AGENTS = 120
 PAGINATED_PAGE_SIZE = 50
 PARALLEL_CREATES = 16
@@ -118,6 +119,50 @@ class TestCreateAgent:
         for block in blocks:
             assert block.description, f"block {block.label} has no description"
 
+    def test_name_is_generated_when_absent(self, client: Letta) -> None:
+        first = client.agents.create(model=MODEL)
+        second = client.agents.create(model=MODEL)
+
+        assert isinstance(first.name, str)
+        assert first.name
+        assert first.name != second.name
+        assert client.agents.retrieve(first.id).name == first.name
+
+    def test_embedding_handle_round_trips(self, client: Letta) -> None:
+        agent = client.agents.create(
+            name=unique("embed"), model=MODEL, embedding="kelpie/all-minilm-l6-v2"
+        )
+
+        fetched = client.agents.retrieve(agent.id)
+        assert fetched.embedding == "kelpie/all-minilm-l6-v2"
+        assert fetched.embedding_config is not None
+        assert fetched.embedding_config.embedding_dim == 384
+
+    def test_tool_rules_round_trip(self, client: Letta) -> None:
+        agent = client.agents.create(
+            name=unique("rules"),
+            model=MODEL,
+            tool_rules=[
+                {"type": "exit_loop", "tool_name": "memory_insert"},
+                {"type": "max_count_per_step", "tool_name": "memory_replace", "max_count_limit": 2},
+            ],
+        )
+
+        rules = client.agents.retrieve(agent.id).tool_rules or []
+        assert [(rule.type, rule.tool_name) for rule in rules] == [
+            ("exit_loop", "memory_insert"),
+            ("max_count_per_step", "memory_replace"),
+        ]
+        assert getattr(rules[1], "max_count_limit", None) == 2
+
+    def test_hidden_agent_is_not_listed(self, client: Letta) -> None:
+        tag = unique("hidden")
+        shown = new_agent(client, tags=[tag])
+        hidden = client.agents.create(name=unique("hidden"), model=MODEL, tags=[tag], hidden=True)
+
+        assert ids_tagged(client, tag) == [shown.id]
+        assert client.agents.retrieve(hidden.id).hidden is True
+
     def test_ids_are_distinct(self, client: Letta) -> None:
         first = new_agent(client)
         second = new_agent(client)
@@ -202,6 +247,43 @@ class TestBaseTools:
         fetched = retrieve_full(client, agent.id)
         assert fetched.agent_type == "memgpt_agent"
         assert tool_names(fetched) == MEMGPT_BASE_TOOLS
+
+    @pytest.mark.parametrize(
+        ("agent_type", "expected"),
+        [
+            (
+                "memgpt_v2_agent",
+                {"send_message", "conversation_search", "memory_insert", "memory_replace"},
+            ),
+            (
+                "sleeptime_agent",
+                {"memory_replace", "memory_insert", "memory_rethink", "memory_finish_edits"},
+            ),
+            ("react_agent", set()),
+            ("workflow_agent", set()),
+        ],
+    )
+    def test_other_agent_types_get_their_set(
+        self, client: Letta, agent_type: AgentType, expected: set[str]
+    ) -> None:
+        agent = new_agent(client, agent_type=agent_type)
+
+        fetched = retrieve_full(client, agent.id)
+        assert fetched.agent_type == agent_type
+        assert tool_names(fetched) == expected
+
+    def test_letta_v1_agent_has_no_base_tool_rules(self, client: Letta) -> None:
+        agent = new_agent(client)
+
+        assert not client.agents.retrieve(agent.id).tool_rules
+
+    def test_memgpt_agent_gets_base_tool_rules(self, client: Letta) -> None:
+        agent = new_agent(client, agent_type="memgpt_agent")
+
+        rules = client.agents.retrieve(agent.id).tool_rules or []
+        by_tool = {(rule.tool_name, rule.type) for rule in rules}
+        assert ("send_message", "exit_loop") in by_tool
+        assert ("conversation_search", "continue_loop") in by_tool
 
     def test_include_base_tools_false_attaches_none(self, client: Letta) -> None:
         agent = new_agent(client, include_base_tools=False)
@@ -294,6 +376,14 @@ class TestDeleteAgent:
             client.agents.retrieve(agent.id)
         assert ids_tagged(client, tag) == []
 
+    def test_delete_answers_200_with_null(self, client: Letta, http: httpx.Client) -> None:
+        agent = new_agent(client)
+
+        response = http.delete(f"/v1/agents/{agent.id}")
+
+        assert response.status_code == 200, response.text
+        assert response.json() is None
+
     def test_second_delete_is_not_found(self, client: Letta) -> None:
         agent = new_agent(client)
         client.agents.delete(agent.id)
@@ -369,6 +459,34 @@ class TestListFilters:
         assert descending == created[::-1]
         assert default == descending
 
+    def test_legacy_ascending_flag_orders_oldest_first(self, client: Letta) -> None:
+        tag = unique("ascending")
+        created = [new_agent(client, tags=[tag]).id for _ in range(3)]
+
+        oldest_first = client.agents.list(tags=[tag], ascending=True, limit=PAGE_ALL).items
+        newest_first = client.agents.list(tags=[tag], ascending=False, limit=PAGE_ALL).items
+
+        assert [agent.id for agent in oldest_first] == created
+        assert [agent.id for agent in newest_first] == created[::-1]
+
+    def test_default_page_size_is_fifty(self, client: Letta) -> None:
+        tag = unique("default-limit")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda _: new_agent(client, tags=[tag]), range(AGENTS_LIMIT_DEFAULT + 1)))
+
+        page = client.agents.list(tags=[tag])
+
+        assert len(page.items) == AGENTS_LIMIT_DEFAULT
+
+    def test_order_by_updated_at_puts_the_last_updated_first(self, client: Letta) -> None:
+        tag = unique("updated")
+        older, newer = new_agent(client, tags=[tag]), new_agent(client, tags=[tag])
+
+        client.agents.update(older.id, description="touched")
+
+        page = client.agents.list(tags=[tag], order_by="updated_at", order="desc")
+        assert [agent.id for agent in page.items] == [older.id, newer.id]
+
     def test_limit_caps_the_page(self, client: Letta) -> None:
         tag = unique("limit")
         created = [new_agent(client, tags=[tag]).id for _ in range(3)]
@@ -418,9 +536,10 @@ class TestPagination:
         sizes = []
         for page in client.agents.list(tags=[tag], limit=3).iter_pages():
             sizes.append(len(page.items))
-            assert len(sizes) <= 5, f"auto-paging did not stop, page sizes so far {sizes}"
+            assert len(sizes) <= 4, f"auto-paging did not stop, page sizes so far {sizes}"
 
-        assert sizes == [3, 3, 1]
+        # The SDK stops only on an empty page, so the last page fetched is empty.
+        assert sizes == [3, 3, 1, 0]
 
     def test_before_cursor_returns_the_items_preceding_it(self, client: Letta) -> None:
         tag = unique("before")
@@ -493,6 +612,16 @@ class TestTags:
         assert all(isinstance(tag, str) for tag in tags)
         assert tag_a in tags
         assert tag_b in tags
+
+    def test_replaced_tags_leave_the_list(self, client: Letta) -> None:
+        old_tag, new_tag = unique("old-tag"), unique("new-tag")
+        agent = new_agent(client, tags=[old_tag])
+
+        client.agents.update(agent.id, tags=[new_tag])
+
+        tags = client.tags.list(limit=PAGE_ALL)
+        assert new_tag in tags
+        assert old_tag not in tags
 
     def test_each_tag_is_listed_once(self, client: Letta) -> None:
         tag = unique("dup")

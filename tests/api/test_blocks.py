@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from letta_client import Letta, NotFoundError, UnprocessableEntityError
+from letta_client import APIStatusError, Letta, NotFoundError, UnprocessableEntityError
 
 from ._support import error_detail, is_id, new_agent, unique
 
 BLOCK_LIMIT_DEFAULT = 100_000
 PAGE_ALL = 1_000
+BLOCKS_LIMIT_DEFAULT = 50
 
 
 class TestCreateBlock:
@@ -42,6 +43,18 @@ class TestCreateBlock:
 
         assert block.limit == BLOCK_LIMIT_DEFAULT
         assert client.blocks.retrieve(block.id).limit == BLOCK_LIMIT_DEFAULT
+
+    def test_tags_read_only_and_hidden_round_trip(self, client: Letta) -> None:
+        tags = [unique("btag-a"), unique("btag-b")]
+
+        block = client.blocks.create(
+            label=unique("flags"), value="v", tags=tags, read_only=True, hidden=True
+        )
+
+        fetched = client.blocks.retrieve(block.id)
+        assert sorted(fetched.tags or []) == sorted(tags)
+        assert fetched.read_only is True
+        assert fetched.hidden is True
 
     def test_null_bytes_are_stripped_from_the_value(self, client: Letta) -> None:
         block = client.blocks.create(label=unique("nul"), value="a\x00b")
@@ -77,6 +90,27 @@ class TestUpdateBlock:
         assert "Exceeds 10 character limit" in str(error_detail(caught.value))
         assert client.blocks.retrieve(block.id).value == "short"
 
+    def test_limit_below_the_current_value_is_rejected(self, client: Letta) -> None:
+        block = client.blocks.create(label=unique("shrink"), value="twelve chars", limit=100)
+
+        # Letta answered 400 from its block manager; letta-api.md §3.7 recommends 422.
+        with pytest.raises(APIStatusError) as caught:
+            client.blocks.update(block.id, limit=5)
+
+        assert caught.value.status_code in (400, 422)
+        error_detail(caught.value)
+        fetched = client.blocks.retrieve(block.id)
+        assert (fetched.value, fetched.limit) == ("twelve chars", 100)
+
+    def test_raising_the_limit_then_a_longer_value_is_accepted(self, client: Letta) -> None:
+        block = client.blocks.create(label=unique("grow"), value="short", limit=10)
+
+        client.blocks.update(block.id, limit=50)
+        updated = client.blocks.update(block.id, value="testing testing testing")
+
+        assert updated.value == "testing testing testing"
+        assert client.blocks.retrieve(block.id).limit == 50
+
     def test_unknown_block_is_not_found(self, client: Letta) -> None:
         with pytest.raises(NotFoundError):
             client.blocks.update("block-00000000-0000-4000-8000-000000000000", value="x")
@@ -92,6 +126,18 @@ class TestDeleteBlock:
         with pytest.raises(NotFoundError):
             client.blocks.retrieve(block.id)
         assert client.blocks.list(label=label).items == []
+
+    def test_deleting_an_attached_block_detaches_it(self, client: Letta) -> None:
+        block = client.blocks.create(label=unique("attached"), value="bye")
+        agent = new_agent(
+            client, memory_blocks=[{"label": "human", "value": "Ada"}], block_ids=[block.id]
+        )
+
+        client.blocks.delete(block.id)
+
+        assert {b.label for b in client.agents.blocks.list(agent.id).items} == {"human"}
+        fetched = client.agents.retrieve(agent.id, include=["agent.blocks"])
+        assert [b.label for b in fetched.blocks] == ["human"]
 
     def test_second_delete_is_not_found(self, client: Letta) -> None:
         block = client.blocks.create(label=unique("twice"), value="bye")
@@ -124,6 +170,31 @@ class TestListBlocks:
 
         assert len(first_page.items) == 2
         assert sorted(seen) == sorted(created)
+
+    def test_label_search_matches_a_substring(self, client: Letta) -> None:
+        marker = unique("ls")
+        first = client.blocks.create(label=f"alpha-{marker}", value="v")
+        second = client.blocks.create(label=f"beta-{marker}", value="v")
+
+        found = client.blocks.list(label_search=marker, limit=PAGE_ALL).items
+
+        assert sorted(block.id for block in found) == sorted([first.id, second.id])
+
+    def test_value_search_matches_a_substring(self, client: Letta) -> None:
+        marker = unique("vs")
+        wanted = client.blocks.create(label=unique("vs"), value=f"before {marker} after")
+        client.blocks.create(label=unique("vs"), value="unrelated")
+
+        found = client.blocks.list(value_search=marker, limit=PAGE_ALL).items
+
+        assert [block.id for block in found] == [wanted.id]
+
+    def test_default_page_size_is_fifty(self, client: Letta) -> None:
+        label = unique("default-limit")
+        for i in range(BLOCKS_LIMIT_DEFAULT + 1):
+            client.blocks.create(label=label, value=f"v{i}")
+
+        assert len(client.blocks.list(label=label).items) == BLOCKS_LIMIT_DEFAULT
 
     def test_order_asc_follows_creation(self, client: Letta) -> None:
         label = unique("order")
@@ -274,6 +345,16 @@ class TestSharedBlocks:
         agents = client.blocks.agents.list(block.id).items
 
         assert sorted(agent.id for agent in agents) == sorted([first.id, second.id])
+
+    def test_block_agents_drops_a_deleted_agent(self, client: Letta) -> None:
+        block = client.blocks.create(label=unique("shared"), value="v")
+        keep = new_agent(client, block_ids=[block.id])
+        drop = new_agent(client, block_ids=[block.id])
+
+        client.agents.delete(drop.id)
+
+        assert [agent.id for agent in client.blocks.agents.list(block.id).items] == [keep.id]
+        assert client.agents.blocks.retrieve(str(block.label), agent_id=keep.id).value == "v"
 
     def test_block_agents_of_a_detached_block_is_empty(self, client: Letta) -> None:
         block = client.blocks.create(label=unique("lonely"), value="v")

@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
-import httpx
-import pytest
-from letta_client import Letta, NotFoundError, UnprocessableEntityError
+from collections.abc import Iterator
 
-from ._support import MODEL, error_detail, new_agent, unique
+import httpx
+import pydantic
+import pytest
+from letta_client import AuthenticationError, Letta, NotFoundError, UnprocessableEntityError
+from letta_client.types import AgentState, BlockResponse, LlmConfig, Tool
+from letta_client.types.agent_state import Memory
+from letta_client.types.embedding_model import EmbeddingModel
+from letta_client.types.model import Model
+
+from ._support import MODEL, KelpieStarter, error_detail, new_agent, unique
 
 PAGE_ALL = 1_000
 UNKNOWN_AGENT_ID = "agent-00000000-0000-4000-8000-000000000000"
@@ -322,3 +329,212 @@ class TestTransport:
         body = http.get(f"/v1/agents/{agent.id}").json()
 
         assert body["metadata"] == {"k": "v"}
+
+
+def required_fields(model: type[pydantic.BaseModel]) -> set[str]:
+    """The JSON keys the SDK's model of a response marks as required."""
+    return {
+        field.alias or name for name, field in model.model_fields.items() if field.is_required()
+    }
+
+
+def missing_fields(model: type[pydantic.BaseModel], body: object) -> set[str]:
+    assert isinstance(body, dict), body
+    return required_fields(model) - body.keys()
+
+
+@pytest.fixture
+def strict_client(kelpie_server: str) -> Iterator[Letta]:
+    """The SDK with response validation on: every response must parse into the SDK's types."""
+    letta = Letta(
+        base_url=kelpie_server,
+        api_key="sk-kelpie-test",
+        max_retries=0,
+        _strict_response_validation=True,
+    )
+    try:
+        yield letta
+    finally:
+        letta.close()
+
+
+class TestResponseShapes:
+    """letta-api.md §2: emit every field the SDK marks required, with the SDK's types."""
+
+    def test_agent_has_every_required_field(self, client: Letta, http: httpx.Client) -> None:
+        agent = new_agent(client, memory_blocks=[{"label": "human", "value": "Ada"}])
+
+        for include in ([], ["agent.blocks", "agent.tools", "agent.tags"]):
+            body = http.get(f"/v1/agents/{agent.id}", params={"include": include}).json()
+            assert missing_fields(AgentState, body) == set()
+            assert missing_fields(LlmConfig, body["llm_config"]) == set()
+            assert missing_fields(Memory, body["memory"]) == set()
+        listed = http.get("/v1/agents/", params={"name": agent.name}).json()
+        assert [missing_fields(AgentState, item) for item in listed] == [set()]
+
+    def test_block_and_tool_have_every_required_field(
+        self, client: Letta, http: httpx.Client
+    ) -> None:
+        block = client.blocks.create(label=unique("shape"), value="v")
+        tool = client.tools.list(name="web_search").items[0]
+
+        assert missing_fields(BlockResponse, http.get(f"/v1/blocks/{block.id}").json()) == set()
+        assert missing_fields(Tool, http.get(f"/v1/tools/{tool.id}").json()) == set()
+
+    def test_models_have_every_required_field(self, http: httpx.Client) -> None:
+        models = http.get("/v1/models/").json()
+        embeddings = http.get("/v1/models/embedding").json()
+
+        assert models
+        assert embeddings
+        assert [missing_fields(Model, item) for item in models] == [set()] * len(models)
+        assert [missing_fields(EmbeddingModel, item) for item in embeddings] == [set()] * len(
+            embeddings
+        )
+
+    def test_tool_metadata_uses_the_underscored_key(
+        self, client: Letta, http: httpx.Client
+    ) -> None:
+        tool = client.tools.upsert(
+            source_code='def shape_probe(x: int) -> int:\n    """Probe.\n\n    Args:\n'
+            '        x (int): A number.\n    """\n    return x\n'
+        )
+
+        client.tools.update(tool.id, metadata={"origin": "test"})
+
+        body = http.get(f"/v1/tools/{tool.id}").json()
+        assert body["metadata_"] == {"origin": "test"}
+        assert client.tools.retrieve(tool.id).metadata == {"origin": "test"}
+
+
+class TestStrictSdkValidation:
+    """Every response parses under the SDK's strict validation (its own types, enums and all),
+    not just the lenient parsing it does by default."""
+
+    def test_health_and_models(self, strict_client: Letta) -> None:
+        assert strict_client.health().status == "ok"
+        assert strict_client.models.list()
+
+    def test_embedding_models(self, strict_client: Letta) -> None:
+        assert strict_client.models.embeddings.list()
+
+    def test_agent_create_retrieve_list_update(self, strict_client: Letta) -> None:
+        tag = unique("strict")
+        block = strict_client.blocks.create(label=unique("strict"), value="v")
+
+        agent = strict_client.agents.create(
+            name=unique("strict"),
+            model=MODEL,
+            memory_blocks=[{"label": "human", "value": "Ada"}],
+            block_ids=[block.id],
+            tags=[tag],
+            agent_type="memgpt_agent",
+        )
+        bare = strict_client.agents.retrieve(agent.id)
+        full = strict_client.agents.retrieve(
+            agent.id, include=["agent.blocks", "agent.tools", "agent.tags", "agent.sources"]
+        )
+        listed = strict_client.agents.list(
+            tags=[tag], include=["agent.blocks", "agent.tools", "agent.tags", "agent.sources"]
+        )
+        updated = strict_client.agents.update(agent.id, description="strict")
+
+        assert bare.id == agent.id
+        assert {b.label for b in full.blocks} == {"human", block.label}
+        assert full.tools
+        assert [a.id for a in listed.items] == [agent.id]
+        assert updated.description == "strict"
+
+    def test_core_memory_and_agent_tools(self, strict_client: Letta) -> None:
+        agent = strict_client.agents.create(
+            name=unique("strict"), model=MODEL, memory_blocks=[{"label": "human", "value": "Ada"}]
+        )
+
+        listed = strict_client.agents.blocks.list(agent.id)
+        fetched = strict_client.agents.blocks.retrieve("human", agent_id=agent.id)
+        updated = strict_client.agents.blocks.update("human", agent_id=agent.id, value="Ada L.")
+        tools = strict_client.agents.tools.list(agent.id)
+
+        assert [b.label for b in listed.items] == ["human"]
+        assert fetched.value == "Ada"
+        assert updated.value == "Ada L."
+        assert tools.items
+
+    def test_blocks(self, strict_client: Letta) -> None:
+        block = strict_client.blocks.create(label=unique("strict"), value="v")
+        strict_client.agents.create(name=unique("strict"), model=MODEL, block_ids=[block.id])
+
+        assert strict_client.blocks.retrieve(block.id).value == "v"
+        assert len(strict_client.blocks.list(label=str(block.label)).items) == 1
+        assert len(strict_client.blocks.agents.list(block.id).items) == 1
+        assert strict_client.blocks.update(block.id, value="w").value == "w"
+
+    def test_tools_and_tags(self, strict_client: Letta) -> None:
+        strict_client.agents.create(name=unique("strict"), model=MODEL, tags=[unique("strict")])
+
+        assert strict_client.tools.list(limit=100).items
+        assert strict_client.tags.list()
+
+
+SERVER_PASSWORD = "kelpie-test-password"
+
+
+@pytest.fixture(scope="module")
+def password_server(kelpie_launcher: KelpieStarter) -> str:
+    """A second server in Letta's password mode (letta-api.md §0, Auth)."""
+    return kelpie_launcher.start({"LETTA_SERVER_PASSWORD": SERVER_PASSWORD})
+
+
+@pytest.fixture
+def password_http(password_server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=password_server, follow_redirects=False, timeout=30) as raw:
+        yield raw
+
+
+class TestPasswordMode:
+    @pytest.mark.parametrize("path", ["/v1/health", "/v1/health/"])
+    def test_health_needs_no_password(self, password_http: httpx.Client, path: str) -> None:
+        response = password_http.get(path)
+
+        assert response.status_code == 200, response.text
+
+    @pytest.mark.parametrize(
+        "headers",
+        [{}, {"Authorization": "Bearer wrong"}, {"X-BARE-PASSWORD": "password wrong"}],
+        ids=["none", "wrong-bearer", "wrong-bare-password"],
+    )
+    def test_missing_or_wrong_password_is_401(
+        self, password_http: httpx.Client, headers: dict[str, str]
+    ) -> None:
+        response = password_http.get("/v1/agents/", headers=headers)
+
+        assert assert_json_error(response, 401) == "Unauthorized"
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {"Authorization": f"Bearer {SERVER_PASSWORD}"},
+            {"X-BARE-PASSWORD": f"password {SERVER_PASSWORD}"},
+        ],
+        ids=["bearer", "bare-password"],
+    )
+    def test_right_password_is_accepted(
+        self, password_http: httpx.Client, headers: dict[str, str]
+    ) -> None:
+        response = password_http.get("/v1/agents/", headers=headers)
+
+        assert response.status_code == 200, response.text
+        assert isinstance(response.json(), list)
+
+    def test_sdk_with_the_password_as_api_key_works(self, password_server: str) -> None:
+        with Letta(base_url=password_server, api_key=SERVER_PASSWORD, max_retries=0) as letta:
+            agent = letta.agents.create(name=unique("secure"), model=MODEL)
+
+            assert letta.agents.retrieve(agent.id).id == agent.id
+
+    def test_sdk_with_a_wrong_api_key_is_refused(self, password_server: str) -> None:
+        with (
+            Letta(base_url=password_server, api_key="wrong", max_retries=0) as letta,
+            pytest.raises(AuthenticationError),
+        ):
+            letta.agents.list()

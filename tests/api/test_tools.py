@@ -13,6 +13,7 @@ from ._support import LETTA_V1_BASE_TOOLS, is_id, new_agent, unique
 
 PAGE_ALL = 1_000
 AGENT_TOOLS_LIMIT_DEFAULT = 10
+RETURN_CHAR_LIMIT_DEFAULT = 50_000
 
 
 def tool_source(name: str, summary: str = "Roll a die several times.") -> str:
@@ -83,6 +84,16 @@ class TestCreateTool:
             "loud": {"type": "boolean", "description": "Whether to shout the result."},
         }
         assert sorted(parameters["required"]) == ["label", "sides"]
+
+    def test_return_char_limit_defaults_to_fifty_thousand(self, client: Letta) -> None:
+        tool = client.tools.create(source_code=tool_source(tool_name()))
+
+        assert tool.return_char_limit == RETURN_CHAR_LIMIT_DEFAULT
+
+    def test_tags_round_trip(self, client: Letta) -> None:
+        tool = client.tools.create(source_code=tool_source(tool_name()), tags=["dice", "games"])
+
+        assert sorted(client.tools.retrieve(tool.id).tags or []) == ["dice", "games"]
 
     def test_description_defaults_to_the_docstring_summary(self, client: Letta) -> None:
         tool = client.tools.create(source_code=tool_source(tool_name(), "Toss some dice."))
@@ -199,6 +210,34 @@ class TestListTools:
         found = client.tools.list(name=name, limit=PAGE_ALL).items
 
         assert [tool.id for tool in found] == [wanted.id]
+
+    def test_names_filter_takes_several(self, client: Letta) -> None:
+        first = client.tools.create(source_code=simple_source(tool_name()))
+        second = client.tools.create(source_code=simple_source(tool_name()))
+        client.tools.create(source_code=simple_source(tool_name()))
+
+        found = client.tools.list(names=[str(first.name), str(second.name)], limit=PAGE_ALL)
+
+        assert sorted(tool.id for tool in found.items) == sorted([first.id, second.id])
+
+    def test_tool_ids_filter(self, client: Letta) -> None:
+        first = client.tools.create(source_code=simple_source(tool_name()))
+        client.tools.create(source_code=simple_source(tool_name()))
+
+        found = client.tools.list(tool_ids=[first.id], limit=PAGE_ALL).items
+
+        assert [tool.id for tool in found] == [first.id]
+
+    def test_tool_types_filter(self, client: Letta) -> None:
+        custom = client.tools.create(source_code=simple_source(tool_name()))
+
+        customs = client.tools.list(tool_types=["custom"], limit=PAGE_ALL).items
+        others = client.tools.list(exclude_tool_types=["custom"], limit=PAGE_ALL).items
+
+        assert custom.id in {tool.id for tool in customs}
+        assert {tool.tool_type for tool in customs} == {"custom"}
+        assert others
+        assert "custom" not in {tool.tool_type for tool in others}
 
     def test_base_tools_are_listed_by_name(self, client: Letta) -> None:
         found = client.tools.list(name="web_search", limit=10).items

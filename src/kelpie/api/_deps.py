@@ -1,4 +1,6 @@
-"""The services a request handler reaches, built once per app."""
+"""The services a request handler reaches, built once per app. The dependency is async on
+purpose: FastAPI runs sync dependencies in a thread pool (a thread hop per request, and no
+threads may run under the simulator)."""
 
 import dataclasses
 from typing import Annotated, final
@@ -21,7 +23,7 @@ class Services:
         return cls(agents=AgentService(env), blocks=BlockService(env), tools=ToolService(env))
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

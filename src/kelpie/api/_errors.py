@@ -27,6 +27,7 @@ STATUS_BY_ERROR: Final[dict[type[KelpieError], int]] = {
     Unavailable: 503,
     KelpieError: 500,
 }
+RETRY_AFTER_S: Final = 1
 # Statuses the SDK would retry that must not be retried blindly (the write may have landed).
 _NO_RETRY_STATUSES: Final = frozenset({409})
 
@@ -60,7 +61,11 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
 async def _kelpie_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, KelpieError)
     status = status_for(error)
-    headers = {"x-should-retry": "false"} if status in _NO_RETRY_STATUSES else None
+    headers = None
+    if status in _NO_RETRY_STATUSES:
+        headers = {"x-should-retry": "false"}
+    elif status == 503:
+        headers = {"retry-after": str(RETRY_AFTER_S)}
     return JSONResponse({"detail": error.detail}, status_code=status, headers=headers)
 
 

@@ -11,9 +11,21 @@ from kelpie.llm._catalog import (
     configured_providers,
     split_handle,
 )
+from kelpie.llm._errors import (
+    LlmError,
+    LlmInvalidResponse,
+    LlmProviderFailed,
+    LlmRateLimited,
+    LlmTimeout,
+)
 
 __all__ = [
     "LOCAL_EMBEDDING",
+    "LlmError",
+    "LlmInvalidResponse",
+    "LlmProviderFailed",
+    "LlmRateLimited",
+    "LlmTimeout",
     "ModelCatalog",
     "Provider",
     "ProviderCatalog",

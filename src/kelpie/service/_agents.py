@@ -194,7 +194,7 @@ class AgentService:
         rules = request.tool_rules
         if rules is None:
             rules = base_tool_rules([t.name for t in tools]) if include_rules else []
-        fields = request.model_dump(include=set(_PLAIN_FIELDS), exclude_none=True)
+        fields = request.model_dump(include=set(_PLAIN_FIELDS) - {"name"}, exclude_none=True)
         fields["tool_rules"] = rules
         agent = AgentConfig(
             **fields,

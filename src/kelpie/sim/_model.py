@@ -1,0 +1,81 @@
+"""The reference model the invariants are checked against: what each client knows it
+wrote. A write the server acknowledged is certain; one that failed or was cut off by a
+crash may or may not have landed, so its value is kept as a possibility until a read
+settles it. (Each object belongs to one client, whose requests are sequential.)"""
+
+import dataclasses
+from typing import Generic, TypeVar, final
+
+T = TypeVar("T")
+
+
+@final
+class Known(Generic[T]):
+    """A value the server must hold: `value`, or one of the unacknowledged `maybe`s."""
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+        self.maybe: list[T] = []
+
+    @property
+    def certain(self) -> bool:
+        return not self.maybe
+
+    def allows(self, observed: T) -> bool:
+        return observed == self.value or observed in self.maybe
+
+    def settle(self, observed: T) -> None:
+        assert self.allows(observed), "settled on a value the model does not allow"
+        self.value = observed
+        self.maybe.clear()
+
+    def intend(self, value: T) -> None:
+        """Before a write is sent: from now on the server may hold `value`."""
+        self.maybe.append(value)
+
+    def acknowledge(self, value: T) -> None:
+        """The server acknowledged the write of `value`: now it must hold it."""
+        self.value = value
+        self.maybe.clear()
+
+    def __repr__(self) -> str:
+        return f"Known({self.value!r}, maybe={self.maybe!r})"
+
+
+@dataclasses.dataclass
+class AgentModel:
+    id: str
+    exists: Known[bool]
+    name: Known[str]
+    tags: Known[tuple[str, ...]]
+    block_ids: Known[tuple[str, ...]]
+
+
+@dataclasses.dataclass
+class BlockModel:
+    id: str
+    label: str
+    limit: int
+    exists: Known[bool]
+    value: Known[str]
+    # Ever attached to an agent (possibly): such blocks are never deleted by the workload.
+    ever_attached: bool = False
+
+
+@dataclasses.dataclass
+class ToolModel:
+    id: str
+    name: str
+    exists: Known[bool]
+    description: Known[str | None]
+
+
+@dataclasses.dataclass
+class ClientModel:
+    tag: str
+    agents: dict[str, AgentModel] = dataclasses.field(default_factory=dict)
+    blocks: dict[str, BlockModel] = dataclasses.field(default_factory=dict)
+    tools: dict[str, ToolModel] = dataclasses.field(default_factory=dict)
+    # Creates whose answer was lost: an object we cannot name may exist.
+    unknown_agents: int = 0
+    tools_created: int = 0

@@ -1,0 +1,67 @@
+"""Bugs planted on purpose, to show the simulator catches the kinds of mistakes it exists
+for (tests and `python -m kelpie.sim --plant NAME`). Each wraps the real store."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, cast, final
+
+from kelpie.schemas import Block
+from kelpie.storage import Store
+
+# How many later store calls a deferred write waits before it really commits.
+_DEFER_CALLS: Final = 6
+
+
+@final
+class AckBeforeCommit:
+    """Acknowledges block updates at once and commits them a few calls later: a crash in
+    between loses a write the client was told had landed, and reads see the old value."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self._pending: list[tuple[int, Block]] = []
+        self._calls = 0
+
+    async def update_block(self, block: Block) -> None:
+        self._pending.append((self._calls + _DEFER_CALLS, block))
+
+    async def _flush_due(self) -> None:
+        due = [block for at, block in self._pending if at <= self._calls]
+        self._pending = [(at, block) for at, block in self._pending if at > self._calls]
+        for block in due:
+            await self._inner.update_block(block)
+
+    def __getattr__(self, name: str) -> Any:
+        method: Callable[..., Awaitable[Any]] = getattr(self._inner, name)
+        if name == "close":
+            return method
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self._calls += 1
+            await self._flush_due()
+            return await method(*args, **kwargs)
+
+        return call
+
+
+@final
+class StaleBlockCache:
+    """Caches blocks on first read and never invalidates: a read after an update returns
+    what was there before (no faults needed to see it)."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self._cache: dict[str, Block | None] = {}
+
+    async def get_block(self, block_id: str) -> Block | None:
+        if block_id not in self._cache:
+            self._cache[block_id] = await self._inner.get_block(block_id)
+        return self._cache[block_id]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+PLANTED_BUGS: Final[dict[str, Callable[[Store], Store]]] = {
+    "ack_before_commit": lambda store: cast(Store, AckBeforeCommit(store)),
+    "stale_block_cache": lambda store: cast(Store, StaleBlockCache(store)),
+}

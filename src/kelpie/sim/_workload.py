@@ -1,0 +1,457 @@
+"""The workload: simulated clients issuing a seeded random mix of API operations, each
+followed by its invariant checks, and the audit run after every crash and at the end.
+
+Each client owns the objects it creates, so its model is sequential; clients run
+concurrently, so the scheduler interleaves their requests inside the one server.
+"""
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+from kelpie.env import Entropy
+from kelpie.sim._checks import (
+    acknowledged,
+    check_agent_body,
+    check_block_body,
+    check_exists,
+    check_tool_body,
+    require,
+    sort_key,
+)
+from kelpie.sim._clock import SimClock
+from kelpie.sim._faults import CLOCK_JUMP_S_MAX, FaultPlan
+from kelpie.sim._model import AgentModel, BlockModel, ClientModel, Known, ToolModel
+from kelpie.sim._server import Outcome
+
+Request = Callable[..., Awaitable[Outcome]]
+
+MODEL_HANDLE: Final = "openai/gpt-4o-mini"
+THINK_TIME_S_MAX: Final = 0.05
+LIST_PAGES_MAX: Final = 200
+_LABELS: Final = ("human", "persona", "notes", "todo", "facts", "plan")
+_TAGS: Final = ("red", "green", "blue", "gold")
+_WORDS: Final = ("kelp", "tide", "reef", "gull", "surf", "foam", "shell", "drift")
+_INCLUDE: Final = {"include": ["agent.tags", "agent.blocks"]}
+
+
+class Trace:
+    """Every observable outcome, in order; its hash identifies the run."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def record(self, actor: str, what: str, outcome: Outcome) -> None:
+        body = json.dumps(outcome.body, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+        status = "crash" if outcome.crashed else str(outcome.status)
+        self.lines.append(f"{len(self.lines)} {actor} {what} {status} {digest}")
+
+    def hash(self) -> str:
+        return hashlib.sha256("\n".join(self.lines).encode()).hexdigest()
+
+
+class Client:
+    def __init__(
+        self,
+        index: int,
+        request: Request,
+        entropy: Entropy,
+        clock: SimClock,
+        plan: FaultPlan,
+        trace: Trace,
+    ) -> None:
+        self.name = f"c{index}"
+        self.model = ClientModel(tag=f"client-{index}")
+        self._request = request
+        self._entropy = entropy
+        self._clock = clock
+        self._plan = plan
+        self._trace = trace
+        self._operations: Sequence[tuple[int, Callable[[], Awaitable[None]]]] = (
+            (12, self.create_agent),
+            (14, self.get_agent),
+            (9, self.update_agent),
+            (3, self.delete_agent),
+            (6, self.list_agents),
+            (9, self.update_core_block),
+            (5, self.create_block),
+            (6, self.update_block),
+            (6, self.get_block),
+            (2, self.delete_block),
+            (5, self.attach_block),
+            (4, self.detach_block),
+            (4, self.create_tool),
+            (4, self.get_tool),
+            (3, self.update_tool),
+            (2, self.delete_tool),
+            (8, self.bad_input),
+        )
+        self._weight_total = sum(weight for weight, _ in self._operations)
+
+    # Plumbing --------------------------------------------------------------------------
+
+    async def send(self, what: str, method: str, url: str, **kwargs: Any) -> Outcome:
+        outcome = await self._request(method, url, **kwargs)
+        self._trace.record(self.name, what, outcome)
+        return outcome
+
+    def _pick(self, items: Sequence[Any]) -> Any:
+        return items[self._entropy.choice_index(len(items))] if items else None
+
+    def _text(self, words: int) -> str:
+        return " ".join(self._pick(_WORDS) for _ in range(words))
+
+    def _existing(self, objects: dict[str, Any]) -> list[Any]:
+        return [o for o in objects.values() if o.exists.certain and o.exists.value]
+
+    async def run(self, steps: int) -> None:
+        for _ in range(steps):
+            if self._plan.clock_jump and self._entropy.random() < self._plan.clock_jump:
+                self._clock.jump((self._entropy.random() * 2 - 1) * CLOCK_JUMP_S_MAX)
+            await self._choose()()
+            await self._clock.sleep(self._entropy.random() * THINK_TIME_S_MAX)
+
+    def _choose(self) -> Callable[[], Awaitable[None]]:
+        point = self._entropy.random() * self._weight_total
+        for weight, operation in self._operations:
+            point -= weight
+            if point < 0:
+                return operation
+        return self._operations[-1][1]
+
+    # Agents ----------------------------------------------------------------------------
+
+    async def create_agent(self) -> None:
+        labels = [label for label in _LABELS[:3] if self._entropy.random() < 0.5]
+        blocks = [{"label": label, "value": self._text(3), "limit": 200} for label in labels]
+        tags = sorted({self.model.tag, self._pick(_TAGS)})
+        name = f"{self.name}-{self._text(1)}"
+        body = {"name": name, "model": MODEL_HANDLE, "tags": tags, "memory_blocks": blocks}
+        self.model.unknown_agents += 1
+        outcome = await self.send("create_agent", "POST", "/v1/agents/", json=body)
+        if not acknowledged(outcome, "create_agent", 200):
+            return
+        self.model.unknown_agents -= 1
+        created = outcome.body
+        for block in created["blocks"]:
+            self.model.blocks[block["id"]] = BlockModel(
+                id=block["id"],
+                label=block["label"],
+                limit=block["limit"],
+                exists=Known(True),
+                value=Known(block["value"]),
+                ever_attached=True,
+            )
+        agent = AgentModel(
+            id=created["id"],
+            exists=Known(True),
+            name=Known(name),
+            tags=Known(tuple(tags)),
+            block_ids=Known(tuple(sorted(b["id"] for b in created["blocks"]))),
+        )
+        self.model.agents[agent.id] = agent
+        check_agent_body(agent, created, self.model.blocks)
+
+    async def get_agent(self) -> None:
+        agent: AgentModel | None = self._pick(list(self.model.agents.values()))
+        if agent is not None:
+            await check_agent(self, agent)
+
+    async def update_agent(self) -> None:
+        agent: AgentModel | None = self._pick(self._existing(self.model.agents))
+        if agent is None:
+            return
+        name = f"{self.name}-{self._text(2)}"
+        tags = tuple(sorted({self.model.tag, self._pick(_TAGS), self._pick(_TAGS)}))
+        agent.name.intend(name)
+        agent.tags.intend(tags)
+        url = f"/v1/agents/{agent.id}"
+        outcome = await self.send("update_agent", "PATCH", url, json={"name": name, "tags": tags})
+        if acknowledged(outcome, "update_agent", 200):
+            agent.name.acknowledge(name)
+            agent.tags.acknowledge(tags)
+            check_agent_body(agent, outcome.body, self.model.blocks)
+
+    async def delete_agent(self) -> None:
+        agent: AgentModel | None = self._pick(self._existing(self.model.agents))
+        if agent is None:
+            return
+        agent.exists.intend(False)
+        outcome = await self.send("delete_agent", "DELETE", f"/v1/agents/{agent.id}")
+        if acknowledged(outcome, "delete_agent", 200):
+            agent.exists.acknowledge(False)
+
+    async def list_agents(self) -> None:
+        limit = 1 + self._entropy.choice_index(7)
+        order = self._pick(("asc", "desc"))
+        seen: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"tags": [self.model.tag], "limit": limit, "order": order}
+        for _ in range(LIST_PAGES_MAX):
+            outcome = await self.send("list_agents", "GET", "/v1/agents/", params=params)
+            if not acknowledged(outcome, "list_agents", 200):
+                return
+            page = outcome.body
+            require(len(page) <= limit, f"list_agents: page of {len(page)} over limit {limit}")
+            if not page:
+                break
+            seen.extend(page)
+            params["after"] = page[-1]["id"]
+        else:
+            require(False, "list_agents: pagination did not terminate")
+        check_agent_listing(self.model, seen, descending=order == "desc")
+
+    # Blocks ----------------------------------------------------------------------------
+
+    def _attached_blocks(self) -> list[tuple[AgentModel, BlockModel]]:
+        pairs: list[tuple[AgentModel, BlockModel]] = []
+        for agent in self._existing(self.model.agents):
+            if agent.block_ids.certain:
+                pairs.extend((agent, self.model.blocks[b]) for b in agent.block_ids.value)
+        return pairs
+
+    async def update_core_block(self) -> None:
+        pair = self._pick(self._attached_blocks())
+        if pair is None:
+            return
+        agent, block = pair
+        over_limit = self._entropy.random() < 0.2
+        value = "x" * (block.limit + 1) if over_limit else self._text(4)
+        url = f"/v1/agents/{agent.id}/core-memory/blocks/{block.label}"
+        if over_limit:
+            outcome = await self.send("update_core_block_over", "PATCH", url, json={"value": value})
+            if acknowledged(outcome, "update_core_block over limit", 422):
+                await check_block(self, block)
+            return
+        block.value.intend(value)
+        outcome = await self.send("update_core_block", "PATCH", url, json={"value": value})
+        if acknowledged(outcome, "update_core_block", 200):
+            block.value.acknowledge(value)
+            check_block_body(block, outcome.body)
+
+    async def create_block(self) -> None:
+        label = self._pick(_LABELS)
+        limit = 20 + self._entropy.choice_index(200)
+        body = {"label": label, "value": self._text(2)[:limit], "limit": limit}
+        outcome = await self.send("create_block", "POST", "/v1/blocks/", json=body)
+        if acknowledged(outcome, "create_block", 200):
+            created = outcome.body
+            block = BlockModel(
+                id=created["id"],
+                label=label,
+                limit=limit,
+                exists=Known(True),
+                value=Known(body["value"]),
+            )
+            self.model.blocks[block.id] = block
+            check_block_body(block, created)
+
+    async def update_block(self) -> None:
+        block: BlockModel | None = self._pick(self._existing(self.model.blocks))
+        if block is None:
+            return
+        value = self._text(3)[: block.limit]
+        block.value.intend(value)
+        url = f"/v1/blocks/{block.id}"
+        outcome = await self.send("update_block", "PATCH", url, json={"value": value})
+        if acknowledged(outcome, "update_block", 200):
+            block.value.acknowledge(value)
+            check_block_body(block, outcome.body)
+
+    async def get_block(self) -> None:
+        block: BlockModel | None = self._pick(list(self.model.blocks.values()))
+        if block is not None:
+            await check_block(self, block)
+
+    async def delete_block(self) -> None:
+        candidates = [b for b in self._existing(self.model.blocks) if not b.ever_attached]
+        block: BlockModel | None = self._pick(candidates)
+        if block is None:
+            return
+        block.exists.intend(False)
+        outcome = await self.send("delete_block", "DELETE", f"/v1/blocks/{block.id}")
+        if acknowledged(outcome, "delete_block", 200):
+            block.exists.acknowledge(False)
+
+    async def attach_block(self) -> None:
+        agents = [a for a in self._existing(self.model.agents) if a.block_ids.certain]
+        agent: AgentModel | None = self._pick(agents)
+        if agent is None:
+            return
+        labels = {self.model.blocks[b].label for b in agent.block_ids.value}
+        free = [
+            b
+            for b in self._existing(self.model.blocks)
+            if b.label not in labels and b.id not in agent.block_ids.value
+        ]
+        block: BlockModel | None = self._pick(free)
+        if block is None:
+            return
+        block.ever_attached = True
+        attached = tuple(sorted((*agent.block_ids.value, block.id)))
+        agent.block_ids.intend(attached)
+        url = f"/v1/agents/{agent.id}/core-memory/blocks/attach/{block.id}"
+        outcome = await self.send("attach_block", "PATCH", url)
+        if acknowledged(outcome, "attach_block", 200):
+            agent.block_ids.acknowledge(attached)
+            check_agent_body(agent, outcome.body, self.model.blocks)
+
+    async def detach_block(self) -> None:
+        pair = self._pick(self._attached_blocks())
+        if pair is None:
+            return
+        agent, block = pair
+        remaining = tuple(b for b in agent.block_ids.value if b != block.id)
+        agent.block_ids.intend(remaining)
+        url = f"/v1/agents/{agent.id}/core-memory/blocks/detach/{block.id}"
+        outcome = await self.send("detach_block", "PATCH", url)
+        if acknowledged(outcome, "detach_block", 200):
+            agent.block_ids.acknowledge(remaining)
+            check_agent_body(agent, outcome.body, self.model.blocks)
+
+    # Tools -----------------------------------------------------------------------------
+
+    async def create_tool(self) -> None:
+        self.model.tools_created += 1
+        name = f"tool_{self.name}_{self.model.tools_created}"
+        source = (
+            f"def {name}(city: str, days: int = 1) -> str:\n"
+            '    """Looks up the weather.\n\n    Args:\n'
+            '        city: Which city.\n        days: How many days ahead.\n    """\n'
+            "    return city\n"
+        )
+        outcome = await self.send("create_tool", "POST", "/v1/tools/", json={"source_code": source})
+        if acknowledged(outcome, "create_tool", 200):
+            created = outcome.body
+            require(created["name"] == name, f"create_tool: derived name {created['name']!r}")
+            tool = ToolModel(
+                id=created["id"],
+                name=name,
+                exists=Known(True),
+                description=Known(created["description"]),
+            )
+            self.model.tools[tool.id] = tool
+
+    async def get_tool(self) -> None:
+        tool: ToolModel | None = self._pick(list(self.model.tools.values()))
+        if tool is not None:
+            await check_tool(self, tool)
+
+    async def update_tool(self) -> None:
+        tool: ToolModel | None = self._pick(self._existing(self.model.tools))
+        if tool is None:
+            return
+        description = self._text(3)
+        tool.description.intend(description)
+        url = f"/v1/tools/{tool.id}"
+        outcome = await self.send("update_tool", "PATCH", url, json={"description": description})
+        if acknowledged(outcome, "update_tool", 200):
+            tool.description.acknowledge(description)
+            check_tool_body(tool, outcome.body)
+
+    async def delete_tool(self) -> None:
+        tool: ToolModel | None = self._pick(self._existing(self.model.tools))
+        if tool is None:
+            return
+        tool.exists.intend(False)
+        outcome = await self.send("delete_tool", "DELETE", f"/v1/tools/{tool.id}")
+        if acknowledged(outcome, "delete_tool", 200):
+            tool.exists.acknowledge(False)
+
+    # Bad input: a clear 4xx, and nothing changes -------------------------------------
+
+    async def bad_input(self) -> None:
+        unknown_block = self._entropy.new_id("block")
+        agent: AgentModel | None = self._pick(self._existing(self.model.agents))
+        cases: list[tuple[str, str, str, dict[str, Any], int]] = [
+            ("malformed_id", "GET", "/v1/agents/not-an-id", {}, 422),
+            ("wrong_type", "POST", "/v1/agents/", {"json": {"name": 5}}, 422),
+            ("not_json", "POST", "/v1/agents/", {"content": b"{nope"}, 422),
+            (
+                "over_limit",
+                "POST",
+                "/v1/blocks/",
+                {"json": {"label": "x", "value": "testing testing", "limit": 5}},
+                422,
+            ),
+            ("unknown_agent", "GET", f"/v1/agents/{self._entropy.new_id('agent')}", {}, 404),
+            (
+                "unknown_block_ref",
+                "POST",
+                "/v1/agents/",
+                {"json": {"model": MODEL_HANDLE, "block_ids": [unknown_block]}},
+                404,
+            ),
+            (
+                "no_docstring",
+                "POST",
+                "/v1/tools/",
+                {"json": {"source_code": "def f(x): pass"}},
+                400,
+            ),
+        ]
+        if agent is not None:
+            url = f"/v1/agents/{agent.id}/core-memory/blocks/attach/{unknown_block}"
+            cases.append(("attach_unknown", "PATCH", url, {}, 404))
+        what, method, url, kwargs, status = self._pick(cases)
+        outcome = await self.send(f"bad_{what}", method, url, **kwargs)
+        if acknowledged(outcome, f"bad input {what}", status) and agent is not None:
+            await check_agent(self, agent)
+
+
+async def check_agent(client: Client, agent: AgentModel) -> None:
+    outcome = await client.send("get_agent", "GET", f"/v1/agents/{agent.id}", params=_INCLUDE)
+    if acknowledged(outcome, "get_agent", 200, 404) and check_exists(
+        agent, outcome.status or 0, "get_agent"
+    ):
+        check_agent_body(agent, outcome.body, client.model.blocks)
+
+
+async def check_block(client: Client, block: BlockModel) -> None:
+    outcome = await client.send("get_block", "GET", f"/v1/blocks/{block.id}")
+    if acknowledged(outcome, "get_block", 200, 404) and check_exists(
+        block, outcome.status or 0, "get_block"
+    ):
+        check_block_body(block, outcome.body)
+
+
+async def check_tool(client: Client, tool: ToolModel) -> None:
+    outcome = await client.send("get_tool", "GET", f"/v1/tools/{tool.id}")
+    if acknowledged(outcome, "get_tool", 200, 404) and check_exists(
+        tool, outcome.status or 0, "get_tool"
+    ):
+        check_tool_body(tool, outcome.body)
+
+
+def check_agent_listing(
+    model: ClientModel, seen: list[dict[str, Any]], *, descending: bool
+) -> None:
+    ids = [item["id"] for item in seen]
+    require(len(ids) == len(set(ids)), "list_agents: an agent appeared on two pages")
+    keys = [sort_key(item) for item in seen]
+    require(keys == sorted(keys, reverse=descending), "list_agents: pages out of order")
+    listed = set(ids)
+    for agent in model.agents.values():
+        present = agent.id in listed
+        require(
+            agent.exists.allows(present),
+            f"list_agents: {agent.id} listed={present}, model {agent.exists}",
+        )
+        agent.exists.settle(present)
+    strangers = listed - set(model.agents)
+    require(
+        len(strangers) <= model.unknown_agents,
+        f"list_agents: {len(strangers)} agents nobody created: {sorted(strangers)[:3]}",
+    )
+
+
+async def audit(clients: Sequence[Client]) -> None:
+    """Reads back every object every client knows of: acknowledged writes must be there."""
+    for client in clients:
+        for agent in list(client.model.agents.values()):
+            await check_agent(client, agent)
+        for block in list(client.model.blocks.values()):
+            await check_block(client, block)
+        for tool in list(client.model.tools.values()):
+            await check_tool(client, tool)
