@@ -71,7 +71,8 @@ def test_planted_bug_is_caught_within_bounded_seeds(bug: str) -> None:
     for seed in range(1, SEEDS_TO_CATCH_PLANTED_BUG_MAX + 1):
         result = run_seed(seed, steps=100, plan=plan, store_wrapper=PLANTED_BUGS[bug])
         if not result.ok:
-            print(f"planted bug {bug} caught by seed {seed}: {result.failure}")
+            # The seed that replays it, shown with -s and in failure reports.
+            print(f"planted bug {bug} caught by seed {seed}: {result.failure}")  # noqa: T201
             assert result.failure is not None
             assert "block" in result.failure
             replay = run_seed(seed, steps=100, plan=plan, store_wrapper=PLANTED_BUGS[bug])
@@ -83,8 +84,10 @@ def test_planted_bug_is_caught_within_bounded_seeds(bug: str) -> None:
 
 def test_cli_exits_nonzero_and_prints_replay_when_an_invariant_breaks() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "kelpie.sim", "--seed", "5", "--steps", "100"]
-        + ["--faults", "none", "--plant", "stale_block_cache"],
+        [
+            *[sys.executable, "-m", "kelpie.sim", "--seed", "5", "--steps", "100"],
+            *["--faults", "none", "--plant", "stale_block_cache"],
+        ],
         capture_output=True,
         text=True,
         timeout=120,
