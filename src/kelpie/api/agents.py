@@ -52,10 +52,15 @@ async def list_agents(
     include: Include = [],  # noqa: B006 - FastAPI copies defaults per request
     ascending: Ascending = None,
 ) -> Response:
-    if order_by != "created_at":
-        raise InvalidInput(f"order_by={order_by} is not supported yet; use created_at")
+    if order_by == "last_run_completion":
+        # Agents get runs with the agent loop; until then there is nothing to order by.
+        raise InvalidInput("order_by=last_run_completion is not supported yet")
     query = AgentQuery(
-        name=name, tags=tuple(tags or ()), match_all_tags=match_all_tags, query_text=query_text
+        name=name,
+        tags=tuple(tags or ()),
+        match_all_tags=match_all_tags,
+        query_text=query_text,
+        order_by=order_by,
     )
     page = page_of(limit=limit, order=order, after=after, before=before, ascending=ascending)
     return json_response(await services.agents.list_agents(query, page, include))

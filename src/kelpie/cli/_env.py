@@ -13,7 +13,9 @@ SQLITE_URL_PREFIX = "sqlite:///"
 def open_store(config: Config) -> Store:
     url = config.database_url
     if url.startswith(SQLITE_URL_PREFIX):
-        return SqliteStore.open(Path(url.removeprefix(SQLITE_URL_PREFIX)))
+        return SqliteStore.open(
+            Path(url.removeprefix(SQLITE_URL_PREFIX)), background_checkpoints=True
+        )
     raise SystemExit(
         f"Unsupported database URL '{url}': this version stores data in SQLite"
         f" ({SQLITE_URL_PREFIX}/path/to/kelpie.db); PostgreSQL support is planned"

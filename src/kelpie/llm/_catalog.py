@@ -24,7 +24,8 @@ LOCAL_EMBEDDING: Final = EmbeddingModel(
     display_name="all-MiniLM-L6-v2 (local, int8 ONNX)",
     handle="kelpie/all-minilm-l6-v2",
     provider_name="kelpie",
-    provider_type="kelpie",
+    # The SDK types provider_type as a closed set; the model is a Hugging Face one.
+    provider_type="hugging-face",
     embedding_endpoint_type="hugging-face",
     embedding_model="all-MiniLM-L6-v2",
     embedding_dim=384,

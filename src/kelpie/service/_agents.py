@@ -1,7 +1,7 @@
 """Agents: create, read, update, delete, and their blocks, tools and tags."""
 
 from collections.abc import Collection, Sequence
-from typing import Final
+from typing import Any, Final
 
 from kelpie.env import Env
 from kelpie.errors import InvalidInput, NotFound
@@ -77,6 +77,42 @@ def _with_overrides(llm: LlmConfig, request: AgentFields) -> LlmConfig:
     return llm.model_copy(update=changes) if changes else llm
 
 
+def _block_order(block: Block) -> tuple[object, str]:
+    return block.created_at, block.id
+
+
+def _tool_order(tool: Tool) -> tuple[object, str]:
+    return tool.created_at, tool.id
+
+
+def _state(
+    agent: AgentConfig,
+    include: Collection[str],
+    *,
+    tags: list[str],
+    blocks: list[Block],
+    tools: list[Tool],
+) -> AgentState:
+    secrets = agent.secrets if "agent.secrets" in include else []
+    # model_construct: every field below is already a validated value; revalidating the
+    # whole state on each read would double the cost of GET /v1/agents/{id}.
+    fields: dict[str, Any] = {
+        **dict(agent),
+        "secrets": secrets,
+        "tool_exec_environment_variables": secrets,
+        "blocks": blocks,
+        "memory": Memory(blocks=blocks, agent_type=agent.agent_type),
+        "tools": tools,
+        "tags": tags,
+        "sources": [],
+        "identities": [],
+        "multi_agent_group": None,
+        "managed_group": None,
+        "pending_approval": None,
+    }
+    return AgentState.model_construct(**fields)
+
+
 class AgentService:
     def __init__(self, env: Env) -> None:
         self._env = env
@@ -98,23 +134,16 @@ class AgentService:
         tags = await store.tags_of_agents(ids) if "agent.tags" in include else {}
         blocks = await store.blocks_of_agents(ids) if "agent.blocks" in include else {}
         tools = await store.tools_of_agents(ids) if "agent.tools" in include else {}
-        states = []
-        for agent in agents:
-            agent_blocks = blocks.get(agent.id, [])
-            secrets = agent.secrets if "agent.secrets" in include else []
-            fields = agent.model_dump(exclude={"secrets"})
-            states.append(
-                AgentState(
-                    **fields,
-                    secrets=secrets,
-                    tool_exec_environment_variables=secrets,
-                    blocks=agent_blocks,
-                    memory=Memory(blocks=agent_blocks, agent_type=agent.agent_type),
-                    tools=tools.get(agent.id, []),
-                    tags=tags.get(agent.id, []),
-                )
+        return [
+            _state(
+                agent,
+                include,
+                tags=tags.get(agent.id, []),
+                blocks=blocks.get(agent.id, []),
+                tools=tools.get(agent.id, []),
             )
-        return states
+            for agent in agents
+        ]
 
     async def retrieve(self, agent_id: str, include: Collection[str]) -> AgentState:
         [state] = await self._states([await self._config(agent_id)], include)
@@ -209,14 +238,23 @@ class AgentService:
             created_at=now,
             updated_at=now,
         )
+        tags = _unique_tags(request.tags or [])
         await self._env.store.insert_agent(
             agent,
             new_blocks=new_blocks,
             block_ids=[block.id for block in blocks],
             tool_ids=tool_ids,
-            tags=_unique_tags(request.tags or []),
+            tags=tags,
         )
-        return await self.retrieve(agent.id, ALL_RELATIONSHIPS)
+        # Built from what was just written: the store hands back the same on a read.
+        unique_tools = list({tool.id: tool for tool in tools}.values())
+        return _state(
+            agent,
+            ALL_RELATIONSHIPS,
+            tags=sorted(tags),
+            blocks=sorted(blocks, key=_block_order),
+            tools=sorted(unique_tools, key=_tool_order),
+        )
 
     async def update(self, agent_id: str, request: AgentUpdate) -> AgentState:
         agent = await self._config(agent_id)

@@ -1,5 +1,6 @@
-"""Strict cursor pagination on (created_at, id): every item appears on exactly one page,
-whatever else shares its timestamp."""
+"""Strict cursor pagination on (time column, id): every item appears on exactly one page,
+whatever else shares its timestamp. The time column is created_at unless a list orders by
+another indexed one (agents by updated_at)."""
 
 import dataclasses
 from typing import final
@@ -10,6 +11,7 @@ from kelpie.storage._queries import Page
 @final
 @dataclasses.dataclass(frozen=True)
 class Cursor:
+    # The value of the page's time column (created_at, or updated_at) at the cursor item.
     created_at: int
     id: str
 
@@ -26,9 +28,14 @@ class PageClause:
 
 
 def page_clause(
-    alias: str, page: Page, *, after: Cursor | None, before: Cursor | None
+    alias: str,
+    page: Page,
+    *,
+    after: Cursor | None,
+    before: Cursor | None,
+    column: str = "created_at",
 ) -> PageClause:
-    key = f"({alias}.created_at, {alias}.id)"
+    key = f"({alias}.{column}, {alias}.id)"
     # In the page's order, "after" is greater when ascending and smaller when descending.
     after_op, before_op = (">", "<") if page.ascending else ("<", ">")
     where: list[str] = []
@@ -43,5 +50,5 @@ def page_clause(
     reverse = before is not None and after is None
     ascending = page.ascending != reverse
     direction = "ASC" if ascending else "DESC"
-    order = f"{alias}.created_at {direction}, {alias}.id {direction}"
+    order = f"{alias}.{column} {direction}, {alias}.id {direction}"
     return PageClause(where=where, params=params, order=order, reverse=reverse)

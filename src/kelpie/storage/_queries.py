@@ -29,6 +29,7 @@ class AgentQuery:
     match_all_tags: bool = False
     query_text: str | None = None
     include_hidden: bool = False
+    # "created_at" or "updated_at": the time column pages are ordered and cursored by.
     order_by: str = "created_at"
 
 

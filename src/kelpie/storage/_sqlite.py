@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any, Final, final
 
 from kelpie.errors import InvalidInput
-from kelpie.schemas import AgentConfig, Block, Tool, us_from_datetime
+from kelpie.schemas import AgentConfig, Block, Tool, datetime_from_us, us_from_datetime
 from kelpie.storage import _migrations
+from kelpie.storage._checkpointer import WalCheckpointer
 from kelpie.storage._errors import StorageConflict, StorageUnavailable
 from kelpie.storage._pagination import Cursor, page_clause
 from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
 
 BUSY_TIMEOUT_MS: Final = 5_000
 SQL_VARIABLES_MAX: Final = 900  # below SQLite's 999 default, for IN (...) lists
+_PAGE_COLUMNS: Final = frozenset({"created_at", "updated_at"})
 
 
 def _like_pattern(text: str) -> str:
@@ -35,15 +37,22 @@ def _placeholders(values: Sequence[object]) -> str:
 
 @final
 class SqliteStore:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, checkpointer: WalCheckpointer | None = None
+    ) -> None:
         self._db = connection
+        self._checkpointer = checkpointer
 
     @classmethod
-    def open(cls, path: Path, *, synchronous: str = "NORMAL") -> "SqliteStore":
+    def open(
+        cls, path: Path, *, synchronous: str = "NORMAL", background_checkpoints: bool = False
+    ) -> "SqliteStore":
         """Opens (creating if needed) the database at `path` and applies migrations.
 
         `synchronous=NORMAL` under WAL survives a killed process without losing a
         committed transaction; `FULL` also survives power loss, at an fsync per commit.
+        `background_checkpoints` (production) checkpoints the WAL from a thread instead of
+        inside whichever commit crosses the threshold.
         """
         assert synchronous in ("OFF", "NORMAL", "FULL"), "unknown synchronous mode"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,11 +63,18 @@ class SqliteStore:
             db.execute(f"PRAGMA synchronous={synchronous}")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if background_checkpoints:
+                db.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as error:
             raise StorageUnavailable(f"cannot open database {path}: {error}") from error
-        return cls(db)
+        checkpointer = WalCheckpointer(path) if background_checkpoints else None
+        if checkpointer is not None:
+            checkpointer.start()
+        return cls(db, checkpointer)
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._db.close()
 
     @contextlib.contextmanager
@@ -83,20 +99,27 @@ class SqliteStore:
         except sqlite3.Error as error:
             raise StorageUnavailable(f"database read failed: {error}") from error
 
-    def _cursor(self, table: str, item_id: str | None) -> Cursor | None:
+    def _cursor(self, table: str, item_id: str | None, column: str) -> Cursor | None:
         if item_id is None:
             return None
-        rows = self._read(f"SELECT created_at FROM {table} WHERE id = ?", (item_id,))
+        rows = self._read(f"SELECT {column} FROM {table} WHERE id = ?", (item_id,))
         if not rows:
             raise InvalidInput(f"Cursor '{item_id}' does not match any stored item to page from")
         return Cursor(created_at=rows[0][0], id=item_id)
 
     def _paged(
-        self, table: str, alias: str, page: Page, where: list[str], params: list[object]
+        self,
+        table: str,
+        alias: str,
+        page: Page,
+        where: list[str],
+        params: list[object],
+        column: str = "created_at",
     ) -> tuple[str, list[object], bool]:
-        after = self._cursor(table, page.after)
-        before = self._cursor(table, page.before)
-        clause = page_clause(alias, page, after=after, before=before)
+        assert column in _PAGE_COLUMNS, f"not an indexed page column: {column}"
+        after = self._cursor(table, page.after, column)
+        before = self._cursor(table, page.before, column)
+        clause = page_clause(alias, page, after=after, before=before, column=column)
         sql_where = " AND ".join([*where, *clause.where]) or "1"
         sql = f"WHERE {sql_where} ORDER BY {clause.order} LIMIT ?"
         return sql, [*params, *clause.params, page.limit], clause.reverse
@@ -221,7 +244,9 @@ class SqliteStore:
                 f" ({_placeholders(tags)}){having if query.match_all_tags else ''})"
             )
             params.extend(tags)
-        sql, all_params, reverse = self._paged("agents", "a", page, where, params)
+        sql, all_params, reverse = self._paged(
+            "agents", "a", page, where, params, column=query.order_by
+        )
         rows = self._read(f"SELECT a.data FROM agents a {sql}", all_params)
         agents = [AgentConfig.model_validate_json(row[0]) for row in rows]
         return agents[::-1] if reverse else agents
@@ -325,8 +350,11 @@ class SqliteStore:
 
     @staticmethod
     def _touch_agent(db: sqlite3.Connection, agent_id: str, at_us: int) -> None:
+        """Moves updated_at forward (never back) in both the column and the stored JSON."""
         db.execute(
-            "UPDATE agents SET updated_at = MAX(updated_at, ?) WHERE id = ?", (at_us, agent_id)
+            "UPDATE agents SET updated_at = ?, data = json_set(data, '$.updated_at', ?)"
+            " WHERE id = ? AND updated_at < ?",
+            (at_us, datetime_from_us(at_us).isoformat(), agent_id, at_us),
         )
 
     async def list_tags(
