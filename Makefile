@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml scripts/bootstrap
 	touch $(STAMP)
 
 serve: $(STAMP)
+	@$(BIN)/python -m compileall -q src >/dev/null
 	$(BIN)/kelpie serve $(ARGS)
 
 check: $(STAMP)

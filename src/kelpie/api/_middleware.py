@@ -1,5 +1,6 @@
-"""Transport guards that run before routing: the request-body ceiling and Letta's
-optional password mode. Pure ASGI, so they cost nothing on the hot path."""
+"""Transport conventions and guards that run before routing: one trailing-slash form, the
+request-body ceiling, and Letta's optional password mode. Pure ASGI, so they cost nothing
+on the hot path."""
 
 import hmac
 import json
@@ -9,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 REQUEST_BODY_BYTES_MAX: Final = 32 * 1024 * 1024
 # Letta exempts health and readiness from password checks.
-_OPEN_PATHS: Final = frozenset({"/v1/health", "/v1/health/", "/v1/ready", "/v1/ready/"})
+_OPEN_PATHS: Final = frozenset({"/v1/health", "/v1/ready"})
 
 
 async def _reply(send: Send, status: int, detail: str) -> None:
@@ -37,6 +38,11 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # The SDK calls collection roots with a slash, letta-code without: both are
+            # served by the same route, and a redirect would cost a round trip.
+            scope = {**scope, "path": path.rstrip("/") or "/"}
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > REQUEST_BODY_BYTES_MAX):

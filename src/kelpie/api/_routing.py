@@ -13,11 +13,12 @@ from kelpie.schemas import id_pattern, is_valid_id
 
 
 class LettaRouter(APIRouter):
+    """Routes are declared without a trailing slash; `GuardMiddleware` strips one from the
+    request path, so both forms reach the same route with no redirect."""
+
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        assert not path.endswith("/"), f"declare {path!r} without a trailing slash"
         super().add_api_route(path, endpoint, **kwargs)
-        alternate = path[:-1] if path.endswith("/") else f"{path}/"
-        if alternate or self.prefix:
-            super().add_api_route(alternate, endpoint, **{**kwargs, "include_in_schema": False})
 
 
 def json_response(content: BaseModel | Sequence[BaseModel] | Sequence[str]) -> Response:

@@ -32,12 +32,12 @@ def _agent_id(agent_id: str) -> str:
     return checked_id(AGENT_PREFIX, agent_id, "agent_id")
 
 
-@router.post("/", response_model=AgentState)
+@router.post("", response_model=AgentState)
 async def create_agent(body: AgentCreate, services: ServicesDep) -> Response:
     return json_response(await services.agents.create(body))
 
 
-@router.get("/", response_model=list[AgentState])
+@router.get("", response_model=list[AgentState])
 async def list_agents(
     services: ServicesDep,
     name: str | None = None,
@@ -148,7 +148,7 @@ async def detach_agent_tool(agent_id: str, tool_id: str, services: ServicesDep) 
     return json_response(await services.agents.detach_tool(_agent_id(agent_id), tool_id))
 
 
-@tags_router.get("/", response_model=list[str])
+@tags_router.get("", response_model=list[str])
 async def list_tags(
     services: ServicesDep,
     after: str | None = None,

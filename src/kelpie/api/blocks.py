@@ -17,12 +17,12 @@ def _block_id(block_id: str) -> str:
     return checked_id(BLOCK_PREFIX, block_id, "block_id")
 
 
-@router.post("/", response_model=Block)
+@router.post("", response_model=Block)
 async def create_block(body: BlockCreate, services: ServicesDep) -> Response:
     return json_response(await services.blocks.create(body))
 
 
-@router.get("/", response_model=list[Block])
+@router.get("", response_model=list[Block])
 async def list_blocks(
     services: ServicesDep,
     label: str | None = None,

@@ -11,6 +11,6 @@ LETTA_COMPATIBLE_VERSION: Final = "0.16.7"
 router = LettaRouter(prefix="/v1/health", tags=["health"])
 
 
-@router.get("/")
+@router.get("")
 async def health() -> dict[str, str]:
     return {"status": "ok", "version": LETTA_COMPATIBLE_VERSION, "kelpie_version": __version__}

@@ -9,7 +9,7 @@ from kelpie.schemas import EmbeddingModel, Model
 router = LettaRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.get("/", response_model=list[Model])
+@router.get("", response_model=list[Model])
 async def list_models(
     request: Request,
     provider_category: list[str] | None = None,

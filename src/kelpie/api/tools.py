@@ -27,17 +27,17 @@ def _tool_id(tool_id: str) -> str:
     return checked_id(TOOL_PREFIX, tool_id, "tool_id")
 
 
-@router.post("/", response_model=Tool)
+@router.post("", response_model=Tool)
 async def create_tool(body: ToolCreate, services: ServicesDep) -> Response:
     return json_response(await services.tools.create(body))
 
 
-@router.put("/", response_model=Tool)
+@router.put("", response_model=Tool)
 async def upsert_tool(body: ToolCreate, services: ServicesDep) -> Response:
     return json_response(await services.tools.upsert(body))
 
 
-@router.get("/", response_model=list[Tool])
+@router.get("", response_model=list[Tool])
 async def list_tools(
     services: ServicesDep,
     name: str | None = None,
