@@ -2,8 +2,8 @@
 
 What it does, in order (see bench/README.md for the why):
 
-1. Starts a fake OpenAI-compatible server on a free port (tests/fakes/llm_server.py if
-   it exists, else bench/fake_llm.py) and points the Kelpie server at it through
+1. Starts the tests' fake OpenAI-compatible server (tests/fakes/llm_server.py) on a free
+   port and points the Kelpie server at it through
    OPENAI_BASE_URL / OPENAI_API_KEY.
 2. Start-up: spawns `python -m kelpie serve` with a fresh data dir, times spawn ->
    first 200 from GET /v1/health (polled every 5 ms); repeated --startups times.
@@ -53,7 +53,6 @@ import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FAKE_LLM = REPO_ROOT / "tests" / "fakes" / "llm_server.py"
-LOCAL_FAKE_LLM = Path(__file__).resolve().parent / "fake_llm.py"
 
 HOST = "127.0.0.1"
 MODEL = "openai/gpt-4o-mini"
@@ -201,7 +200,7 @@ def http_client(base_url: str, timeout: float = 30.0) -> httpx.Client:
 
 def start_fake_llm(workdir: Path, timeout_s: float = 20.0) -> tuple[Process, str]:
     """Start the fake OpenAI server; returns it and its base URL (ending in /v1)."""
-    script = SHARED_FAKE_LLM if SHARED_FAKE_LLM.exists() else LOCAL_FAKE_LLM
+    script = SHARED_FAKE_LLM
     port = free_port()
     proc = Process(
         [sys.executable, str(script), "--port", str(port)], os.environ, workdir / "fake_llm.log"

@@ -75,5 +75,4 @@ async def list_block_agents(
     order: OrderParam = "desc",
 ) -> Response:
     page = page_of(limit=limit, order=order, after=after, before=before)
-    agents = await services.blocks.list_agents(_block_id(block_id), page)
-    return json_response([AgentState.model_validate(agent.model_dump()) for agent in agents])
+    return json_response(await services.blocks.list_agents(_block_id(block_id), page))

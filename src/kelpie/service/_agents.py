@@ -1,7 +1,7 @@
 """Agents: create, read, update, delete, and their blocks, tools and tags."""
 
 from collections.abc import Collection, Sequence
-from typing import Any, Final
+from typing import Final
 
 from kelpie.env import Env
 from kelpie.errors import InvalidInput, NotFound
@@ -16,11 +16,11 @@ from kelpie.schemas import (
     Block,
     BlockUpdate,
     LlmConfig,
-    Memory,
     Secret,
     Tool,
     datetime_from_us,
 )
+from kelpie.service._agent_states import with_relationships
 from kelpie.service._blocks import apply_block_update, new_block
 from kelpie.service._names import random_agent_name
 from kelpie.storage import AgentQuery, Page
@@ -85,48 +85,20 @@ def _tool_order(tool: Tool) -> tuple[object, str]:
     return tool.created_at, tool.id
 
 
-def _state(
-    agent: AgentConfig,
-    include: Collection[str],
-    *,
-    tags: list[str],
-    blocks: list[Block],
-    tools: list[Tool],
-) -> AgentState:
-    secrets = agent.secrets if "agent.secrets" in include else []
-    # model_construct: every field below is already a validated value; revalidating the
-    # whole state on each read would double the cost of GET /v1/agents/{id}.
-    fields: dict[str, Any] = {
-        **dict(agent),
-        "secrets": secrets,
-        "tool_exec_environment_variables": secrets,
-        "blocks": blocks,
-        "memory": Memory(blocks=blocks, agent_type=agent.agent_type),
-        "tools": tools,
-        "tags": tags,
-        "sources": [],
-        "identities": [],
-        "multi_agent_group": None,
-        "managed_group": None,
-        "pending_approval": None,
-    }
-    return AgentState.model_construct(**fields)
-
-
 class AgentService:
     def __init__(self, env: Env) -> None:
         self._env = env
 
     # Reading --------------------------------------------------------------------------
 
-    async def _config(self, agent_id: str) -> AgentConfig:
+    async def _config(self, agent_id: str) -> AgentState:
         agent = await self._env.store.get_agent(agent_id)
         if agent is None:
             raise NotFound(f"Agent {agent_id} not found")
         return agent
 
     async def _states(
-        self, agents: Sequence[AgentConfig], include: Collection[str]
+        self, agents: Sequence[AgentState], include: Collection[str]
     ) -> list[AgentState]:
         """AgentStates with the asked-for relationships loaded in one query each."""
         ids = [agent.id for agent in agents]
@@ -135,7 +107,7 @@ class AgentService:
         blocks = await store.blocks_of_agents(ids) if "agent.blocks" in include else {}
         tools = await store.tools_of_agents(ids) if "agent.tools" in include else {}
         return [
-            _state(
+            with_relationships(
                 agent,
                 include,
                 tags=tags.get(agent.id, []),
@@ -225,7 +197,7 @@ class AgentService:
             rules = base_tool_rules([t.name for t in tools]) if include_rules else []
         fields = request.model_dump(include=set(_PLAIN_FIELDS) - {"name"}, exclude_none=True)
         fields["tool_rules"] = rules
-        agent = AgentConfig(
+        agent = AgentState(
             **fields,
             id=self._env.entropy.new_id(AGENT_PREFIX),
             name=request.name or random_agent_name(self._env.entropy),
@@ -248,7 +220,7 @@ class AgentService:
         )
         # Built from what was just written: the store hands back the same on a read.
         unique_tools = list({tool.id: tool for tool in tools}.values())
-        return _state(
+        return with_relationships(
             agent,
             ALL_RELATIONSHIPS,
             tags=sorted(tags),
@@ -292,10 +264,12 @@ class AgentService:
         if request.tool_ids is not None:
             tool_ids = [tool.id for tool in await self._existing_tools(request.tool_ids)]
         now = datetime_from_us(self._env.clock.now_us())
-        updated = agent.model_copy(update={**changes, "updated_at": max(now, agent.updated_at)})
-        updated = AgentConfig.model_validate(updated.model_dump())
+        # Validated afresh: `changes` holds raw request values (tool rules as dicts).
+        config = AgentConfig.model_validate(
+            {**agent.model_dump(), **changes, "updated_at": max(now, agent.updated_at)}
+        )
         await self._env.store.update_agent(
-            updated,
+            config,
             block_ids=block_ids,
             tool_ids=tool_ids,
             tags=None if request.tags is None else _unique_tags(request.tags),

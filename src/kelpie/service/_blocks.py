@@ -9,13 +9,14 @@ from kelpie.schemas import (
     BLOCK_LIMIT_CHARS_DEFAULT,
     BLOCK_PREFIX,
     DEFAULT_BLOCK_DESCRIPTIONS,
-    AgentConfig,
+    AgentState,
     Block,
     BlockCreate,
     BlockUpdate,
     datetime_from_us,
     limit_error,
 )
+from kelpie.service._agent_states import without_relationships
 from kelpie.storage import BlockQuery, Page
 
 _UPDATABLE: Final = set(BlockUpdate.model_fields)
@@ -79,6 +80,6 @@ class BlockService:
     async def list_blocks(self, query: BlockQuery, page: Page) -> list[Block]:
         return await self._env.store.list_blocks(query, page)
 
-    async def list_agents(self, block_id: str, page: Page) -> list[AgentConfig]:
+    async def list_agents(self, block_id: str, page: Page) -> list[AgentState]:
         await self.retrieve(block_id)
-        return await self._env.store.list_block_agents(block_id, page)
+        return without_relationships(await self._env.store.list_block_agents(block_id, page))

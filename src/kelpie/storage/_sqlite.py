@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Final, final
 
 from kelpie.errors import InvalidInput
-from kelpie.schemas import AgentConfig, Block, Tool, datetime_from_us, us_from_datetime
+from kelpie.schemas import (
+    AgentConfig,
+    AgentState,
+    Block,
+    Tool,
+    datetime_from_us,
+    us_from_datetime,
+)
 from kelpie.storage import _migrations
 from kelpie.storage._checkpointer import WalCheckpointer
 from kelpie.storage._errors import StorageConflict, StorageUnavailable
@@ -23,6 +30,18 @@ from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
 BUSY_TIMEOUT_MS: Final = 5_000
 SQL_VARIABLES_MAX: Final = 900  # below SQLite's 999 default, for IN (...) lists
 _PAGE_COLUMNS: Final = frozenset({"created_at", "updated_at"})
+# What an agent row's JSON holds: its configuration, never its relationships.
+_AGENT_CONFIG_FIELDS: Final = set(AgentConfig.model_fields)
+
+
+def _agent_json(agent: AgentConfig) -> str:
+    return agent.model_dump_json(include=_AGENT_CONFIG_FIELDS)
+
+
+def _agent_state(data: str) -> AgentState:
+    """A stored agent, parsed straight into the response shape (relationships empty): one
+    pass through pydantic's parser instead of a parse and a copy per read."""
+    return AgentState.model_validate_json(data)
 
 
 def _like_pattern(text: str) -> str:
@@ -149,16 +168,16 @@ class SqliteStore:
                     int(bool(agent.hidden)),
                     created,
                     us_from_datetime(agent.updated_at),
-                    agent.model_dump_json(),
+                    _agent_json(agent),
                 ),
             )
             self._set_agent_blocks(db, agent.id, block_ids, created)
             self._set_agent_tools(db, agent.id, tool_ids, created)
             self._set_agent_tags(db, agent.id, tags)
 
-    async def get_agent(self, agent_id: str) -> AgentConfig | None:
+    async def get_agent(self, agent_id: str) -> AgentState | None:
         rows = self._read("SELECT data FROM agents WHERE id = ?", (agent_id,))
-        return AgentConfig.model_validate_json(rows[0][0]) if rows else None
+        return _agent_state(rows[0][0]) if rows else None
 
     async def update_agent(
         self,
@@ -178,7 +197,7 @@ class SqliteStore:
                     agent.agent_type,
                     int(bool(agent.hidden)),
                     updated,
-                    agent.model_dump_json(),
+                    _agent_json(agent),
                     agent.id,
                 ),
             )
@@ -225,7 +244,7 @@ class SqliteStore:
         with self._tx() as db:
             return db.execute("DELETE FROM agents WHERE id = ?", (agent_id,)).rowcount == 1
 
-    async def list_agents(self, query: AgentQuery, page: Page) -> list[AgentConfig]:
+    async def list_agents(self, query: AgentQuery, page: Page) -> list[AgentState]:
         where: list[str] = []
         params: list[object] = []
         if not query.include_hidden:
@@ -248,7 +267,7 @@ class SqliteStore:
             "agents", "a", page, where, params, column=query.order_by
         )
         rows = self._read(f"SELECT a.data FROM agents a {sql}", all_params)
-        agents = [AgentConfig.model_validate_json(row[0]) for row in rows]
+        agents = [_agent_state(row[0]) for row in rows]
         return agents[::-1] if reverse else agents
 
     async def count_agents(self) -> int:
@@ -462,12 +481,12 @@ class SqliteStore:
         blocks = [Block.model_validate_json(row[0]) for row in rows]
         return blocks[::-1] if reverse else blocks
 
-    async def list_block_agents(self, block_id: str, page: Page) -> list[AgentConfig]:
+    async def list_block_agents(self, block_id: str, page: Page) -> list[AgentState]:
         sql, params, reverse = self._paged("agents", "a", page, ["ab.block_id = ?"], [block_id])
         rows = self._read(
             f"SELECT a.data FROM agent_blocks ab JOIN agents a ON a.id = ab.agent_id {sql}", params
         )
-        agents = [AgentConfig.model_validate_json(row[0]) for row in rows]
+        agents = [_agent_state(row[0]) for row in rows]
         return agents[::-1] if reverse else agents
 
     # Tools ----------------------------------------------------------------------------
