@@ -9,7 +9,7 @@ from typing import Final
 
 import pytest
 
-from kelpie.storage import _migrations
+from kelpie.storage import SqliteStore, StorageUnavailable, _migrations
 
 EXPECTED_TABLES: Final = frozenset(
     {
@@ -142,9 +142,13 @@ def test_every_table_with_created_at_has_a_cursor_index(tmp_path: Path) -> None:
         tables = [
             row[0]
             for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if any(column[1] == "created_at" for column in db.execute(f"PRAGMA table_info({row[0]})"))
+            if any(
+                column[1] == "created_at" for column in db.execute(f"PRAGMA table_info({row[0]})")
+            )
         ]
-        index_lists = {table: db.execute(f"PRAGMA index_list({table})").fetchall() for table in tables}
+        index_lists = {
+            table: db.execute(f"PRAGMA index_list({table})").fetchall() for table in tables
+        }
     assert set(tables) == {
         "agents",
         "blocks",
@@ -216,3 +220,34 @@ def test_at_head_false_when_a_migration_is_unrecorded(tmp_path: Path) -> None:
 def test_at_head_true_after_apply(tmp_path: Path) -> None:
     db_path = _migrated(tmp_path)
     assert _migrations.at_head(db_path) is True
+
+
+def _broken_migrations(tmp_path: Path) -> Path:
+    """A migrations folder whose one migration creates a table, then fails."""
+    folder = tmp_path / "broken-migrations"
+    folder.mkdir()
+    (folder / "0001_broken.sql").write_text(
+        "CREATE TABLE half_done (x INTEGER);\nCREATE TABLE oops (;\n"
+    )
+    return folder
+
+
+def test_failing_migration_is_storage_unavailable_and_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _broken_migrations(tmp_path)
+    monkeypatch.setattr(_migrations, "migrations_dir", lambda: folder)
+    db_path = tmp_path / "kelpie.db"
+    with pytest.raises(StorageUnavailable, match="cannot migrate"):
+        _migrations.apply(db_path)
+    assert "half_done" not in _names(db_path, "table")
+    assert _migrations.at_head(db_path) is False
+
+
+def test_open_with_a_failing_migration_is_storage_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _broken_migrations(tmp_path)
+    monkeypatch.setattr(_migrations, "migrations_dir", lambda: folder)
+    with pytest.raises(StorageUnavailable):
+        SqliteStore.open(tmp_path / "kelpie.db")

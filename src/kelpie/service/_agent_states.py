@@ -15,6 +15,11 @@ def with_relationships(
     tools: list[Tool],
 ) -> AgentState:
     """Fills `agent` in place (it was just read or built for this response) and returns it."""
+    if not include and not tags and not blocks and not tools:
+        # As parsed from the store: relationships are already empty; only hide secrets.
+        if agent.secrets:
+            agent.secrets = []
+        return agent
     secrets = agent.secrets if "agent.secrets" in include else []
     agent.secrets = secrets
     agent.tool_exec_environment_variables = secrets

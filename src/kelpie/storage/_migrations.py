@@ -40,7 +40,10 @@ def apply(db_path: Path) -> int:
         return 0
     import yoyo  # imported here: only a database behind the code needs it
 
-    backend = yoyo.get_backend(f"sqlite:///{db_path}")
+    try:
+        backend = yoyo.get_backend(f"sqlite:///{db_path}")
+    except Exception as error:  # the driver's own errors, e.g. a path that is a directory
+        raise StorageUnavailable(f"cannot open database {db_path}: {error}") from error
     try:
         migrations = yoyo.read_migrations(str(migrations_dir()))
         with backend.lock():

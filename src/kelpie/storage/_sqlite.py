@@ -28,6 +28,8 @@ from kelpie.storage._pagination import Cursor, page_clause
 from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
 
 BUSY_TIMEOUT_MS: Final = 5_000
+# SQLite's page cache (default 2 MiB): enough for the hot index pages of a large store.
+PAGE_CACHE_KIB: Final = 64 * 1024
 SQL_VARIABLES_MAX: Final = 900  # below SQLite's 999 default, for IN (...) lists
 _PAGE_COLUMNS: Final = frozenset({"created_at", "updated_at"})
 # What an agent row's JSON holds: its configuration, never its relationships.
@@ -82,6 +84,7 @@ class SqliteStore:
             db.execute(f"PRAGMA synchronous={synchronous}")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
             if background_checkpoints:
                 db.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as error:
@@ -329,10 +332,12 @@ class SqliteStore:
         return Block.model_validate_json(rows[0][0]) if rows else None
 
     async def attach_block(self, agent_id: str, block: Block, attached_at_us: int) -> None:
+        """Attaching an attached block is a no-op; a label the agent already has under
+        another block breaks the (agent, label) rule and raises StorageConflict."""
         with self._tx() as db:
             db.execute(
-                "INSERT OR IGNORE INTO agent_blocks (agent_id, block_id, label, attached_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO agent_blocks (agent_id, block_id, label, attached_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (agent_id, block_id) DO NOTHING",
                 (agent_id, block.id, block.label, attached_at_us),
             )
             self._touch_agent(db, agent_id, attached_at_us)

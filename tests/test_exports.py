@@ -1,0 +1,226 @@
+"""Each package's public surface, pinned: adding or removing a public name must be a
+deliberate change to this file as well as to the package's `__all__`."""
+
+import importlib
+import inspect
+import re
+from types import ModuleType
+from typing import Final
+
+import pytest
+
+import kelpie.errors
+
+PUBLIC_SURFACES: Final[dict[str, tuple[str, ...]]] = {
+    "kelpie.api": ("create_app",),
+    "kelpie.env": ("Clock", "Config", "Entropy", "Env", "SystemClock", "system_entropy"),
+    "kelpie.llm": (
+        "LOCAL_EMBEDDING",
+        "LlmError",
+        "LlmInvalidResponse",
+        "LlmProviderFailed",
+        "LlmRateLimited",
+        "LlmTimeout",
+        "ModelCatalog",
+        "Provider",
+        "ProviderCatalog",
+        "configured_providers",
+        "split_handle",
+    ),
+    "kelpie.schemas": (
+        "AGENT_PREFIX",
+        "AGENT_TAG_CHARS_MAX",
+        "AGENT_TYPE_DEFAULT",
+        "ARCHIVE_PREFIX",
+        "BLOCK_LIMIT_CHARS_DEFAULT",
+        "BLOCK_PREFIX",
+        "BLOCK_VALUE_CHARS_MAX",
+        "CONVERSATION_PREFIX",
+        "DEFAULT_BLOCK_DESCRIPTIONS",
+        "MESSAGE_PREFIX",
+        "PASSAGE_PREFIX",
+        "RETURN_CHAR_LIMIT_DEFAULT",
+        "RUN_PREFIX",
+        "STEP_PREFIX",
+        "TOOL_PREFIX",
+        "AgentConfig",
+        "AgentCreate",
+        "AgentFields",
+        "AgentId",
+        "AgentInclude",
+        "AgentState",
+        "AgentType",
+        "AgentUpdate",
+        "Block",
+        "BlockCreate",
+        "BlockId",
+        "BlockUpdate",
+        "EmbeddingConfig",
+        "EmbeddingModel",
+        "LlmConfig",
+        "Memory",
+        "Model",
+        "RequestModel",
+        "ResponseModel",
+        "Secret",
+        "Tool",
+        "ToolCreate",
+        "ToolId",
+        "ToolRule",
+        "ToolType",
+        "ToolUpdate",
+        "datetime_from_us",
+        "id_pattern",
+        "is_valid_id",
+        "limit_error",
+        "us_from_datetime",
+    ),
+    "kelpie.service": ("AgentService", "BlockService", "ToolService", "prepare"),
+    "kelpie.sim": (
+        "SIM_EPOCH_US",
+        "SIM_LOOP_ITERATIONS_MAX",
+        "SIM_VIRTUAL_TIME_S_MAX",
+        "FaultPlan",
+        "SimClock",
+        "SimDeadlock",
+        "SimError",
+        "SimEventLoop",
+        "SimForbidden",
+        "SimLimitExceeded",
+        "SimResult",
+        "SimUnhandledError",
+        "run_seed",
+        "run_simulation",
+        "running_sim_loop",
+    ),
+    "kelpie.storage": (
+        "PAGE_LIMIT_MAX",
+        "AgentQuery",
+        "BlockQuery",
+        "Page",
+        "SqliteStore",
+        "StorageConflict",
+        "StorageUnavailable",
+        "Store",
+        "ToolQuery",
+    ),
+    "kelpie.tools": (
+        "BASE_TOOLS",
+        "BASE_TOOLS_BY_NAME",
+        "BASE_TOOL_NAMES",
+        "INJECTED_PARAMS",
+        "BuiltinTool",
+        "DerivedTool",
+        "base_tool_rules",
+        "default_tool_names",
+        "derive_tool_schema",
+    ),
+}
+PACKAGES: Final = tuple(PUBLIC_SURFACES)
+# kelpie.errors is a module without `__all__`: its surface is the error tree.
+ERROR_CLASSES: Final = {
+    "KelpieError": Exception,
+    "InvalidInput": kelpie.errors.KelpieError,
+    "ValidationFailed": kelpie.errors.InvalidInput,
+    "NotFound": kelpie.errors.KelpieError,
+    "Conflict": kelpie.errors.KelpieError,
+    "Unavailable": kelpie.errors.KelpieError,
+}
+_DIGITS: Final = re.compile(r"(\d+)")
+
+
+def _ruff_all_key(name: str) -> tuple[int, tuple[tuple[int, int | str], ...]]:
+    """The order ruff's RUF022 wants in `__all__`: SCREAMING_SNAKE_CASE, then CamelCase,
+    then everything else, each group in natural order (digit runs compare as numbers)."""
+    if len(name) > 1 and name.isupper():
+        group = 0
+    elif name[:1].isupper():
+        group = 1
+    else:
+        group = 2
+    parts = tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(name) if part
+    )
+    return group, parts
+
+
+def _public_names(module: ModuleType) -> set[str]:
+    """Names a caller can import that are neither private nor submodules."""
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+
+
+def _all(package: str) -> list[str]:
+    module = importlib.import_module(package)
+    names = getattr(module, "__all__", None)
+    assert isinstance(names, list), f"{package} has no __all__ list"
+    assert all(isinstance(name, str) for name in names)
+    return names
+
+
+def test_ruff_all_key_orders_constants_then_classes_then_functions() -> None:
+    names = ["run", "Sim", "SIM_2", "SIM_10", "X", "a10", "a9", "BASE_TOOL_NAMES", "BASE_TOOLS"]
+    assert sorted(names, key=_ruff_all_key) == [
+        "BASE_TOOLS",
+        "BASE_TOOL_NAMES",
+        "SIM_2",
+        "SIM_10",
+        "Sim",
+        "X",
+        "a9",
+        "a10",
+        "run",
+    ]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_exports_all_is_pinned(package: str) -> None:
+    assert tuple(_all(package)) == PUBLIC_SURFACES[package]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_exports_every_name_in_all_exists(package: str) -> None:
+    module = importlib.import_module(package)
+    missing = [name for name in _all(package) if not hasattr(module, name)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_exports_all_is_sorted_as_ruff_wants(package: str) -> None:
+    names = _all(package)
+    assert names == sorted(names, key=_ruff_all_key)
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_exports_all_covers_every_public_name(package: str) -> None:
+    # A name imported into the package without being listed is public by accident.
+    module = importlib.import_module(package)
+    assert _public_names(module) == set(_all(package))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_exports_star_import_yields_exactly_all(package: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(f"from {package} import *", namespace)
+    namespace.pop("__builtins__")
+    assert set(namespace) == set(_all(package))
+
+
+def test_exports_errors_module_is_the_error_tree() -> None:
+    assert not hasattr(kelpie.errors, "__all__")
+    assert _public_names(kelpie.errors) == set(ERROR_CLASSES)
+    for name, parent in ERROR_CLASSES.items():
+        error_class = getattr(kelpie.errors, name)
+        assert inspect.isclass(error_class)
+        assert error_class.__bases__ == (parent,), name
+
+
+def test_exports_errors_carry_detail() -> None:
+    error = kelpie.errors.ValidationFailed("bad value")
+    assert error.detail == "bad value"
+    assert str(error) == "bad value"
+    assert isinstance(error, kelpie.errors.InvalidInput)
