@@ -631,3 +631,11 @@ class TestTags:
         tags = client.tags.list(limit=PAGE_ALL)
 
         assert tags.count(tag) == 1
+
+
+def test_count_agents_counts_creates_and_deletes(client: Letta, http: httpx.Client) -> None:
+    before = http.get("/v1/agents/count").json()
+    created = new_agent(client)
+    assert http.get("/v1/agents/count").json() == before + 1
+    client.agents.delete(created.id)
+    assert http.get("/v1/agents/count").json() == before

@@ -66,6 +66,11 @@ async def list_agents(
     return json_response(await services.agents.list_agents(query, page, include))
 
 
+@router.get("/count")
+async def count_agents(services: ServicesDep) -> int:
+    return await services.agents.count()
+
+
 @router.get("/{agent_id}", response_model=AgentState)
 async def retrieve_agent(
     agent_id: str,

@@ -121,6 +121,9 @@ class AgentService:
         [state] = await self._states([await self._config(agent_id)], include)
         return state
 
+    async def count(self) -> int:
+        return await self._env.store.count_agents()
+
     async def list_agents(
         self, query: AgentQuery, page: Page, include: Collection[str]
     ) -> list[AgentState]:
