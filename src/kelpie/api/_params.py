@@ -1,5 +1,6 @@
 """Query parameters shared by list endpoints: cursor paging and `include`."""
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from fastapi import Query
@@ -27,3 +28,19 @@ def page_of(
         raise InvalidInput("after and before must differ")
     is_ascending = ascending if ascending is not None else order == "asc"
     return Page(limit=limit, ascending=is_ascending, after=after, before=before)
+
+
+def page_params(limit_default: int) -> Callable[..., Awaitable[Page]]:
+    """The cursor parameters of a list endpoint, as a dependency (async: FastAPI would run a
+    sync one in a thread)."""
+
+    async def dependency(
+        after: After = None,
+        before: Before = None,
+        limit: Limit = limit_default,
+        order: OrderParam = "desc",
+        ascending: Ascending = None,
+    ) -> Page:
+        return page_of(limit=limit, order=order, after=after, before=before, ascending=ascending)
+
+    return dependency

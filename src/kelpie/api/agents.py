@@ -2,10 +2,10 @@
 
 from typing import Annotated, Literal
 
-from fastapi import Query, Response
+from fastapi import Depends, Query, Response
 
 from kelpie.api._deps import ServicesDep
-from kelpie.api._params import After, Ascending, Before, Limit, OrderParam, page_of
+from kelpie.api._params import Limit, page_params
 from kelpie.api._routing import LettaRouter, checked_id, json_response
 from kelpie.errors import InvalidInput
 from kelpie.schemas import (
@@ -20,7 +20,11 @@ from kelpie.schemas import (
     BlockUpdate,
     Tool,
 )
-from kelpie.storage import AgentQuery
+from kelpie.storage import AgentQuery, Page
+
+Page50 = Annotated[Page, Depends(page_params(50))]
+Page100 = Annotated[Page, Depends(page_params(100))]
+Page10 = Annotated[Page, Depends(page_params(10))]
 
 router = LettaRouter(prefix="/v1/agents", tags=["agents"])
 tags_router = LettaRouter(prefix="/v1/tags", tags=["tags"])
@@ -40,17 +44,13 @@ async def create_agent(body: AgentCreate, services: ServicesDep) -> Response:
 @router.get("", response_model=list[AgentState])
 async def list_agents(
     services: ServicesDep,
+    page: Page50,
     name: str | None = None,
     tags: Annotated[list[str] | None, Query()] = None,
     match_all_tags: bool = False,
     query_text: str | None = None,
-    after: After = None,
-    before: Before = None,
-    limit: Limit = 50,
-    order: OrderParam = "desc",
     order_by: Literal["created_at", "updated_at", "last_run_completion"] = "created_at",
     include: Include = [],  # noqa: B006 - FastAPI copies defaults per request
-    ascending: Ascending = None,
 ) -> Response:
     if order_by == "last_run_completion":
         # Agents get runs with the agent loop; until then there is nothing to order by.
@@ -62,7 +62,6 @@ async def list_agents(
         query_text=query_text,
         order_by=order_by,
     )
-    page = page_of(limit=limit, order=order, after=after, before=before, ascending=ascending)
     return json_response(await services.agents.list_agents(query, page, include))
 
 
@@ -94,12 +93,8 @@ async def delete_agent(agent_id: str, services: ServicesDep) -> None:
 async def list_agent_blocks(
     agent_id: str,
     services: ServicesDep,
-    after: After = None,
-    before: Before = None,
-    limit: Limit = 100,
-    order: OrderParam = "desc",
+    page: Page100,
 ) -> Response:
-    page = page_of(limit=limit, order=order, after=after, before=before)
     return json_response(await services.agents.list_blocks(_agent_id(agent_id), page))
 
 
@@ -132,12 +127,8 @@ async def detach_agent_block(agent_id: str, block_id: str, services: ServicesDep
 async def list_agent_tools(
     agent_id: str,
     services: ServicesDep,
-    after: After = None,
-    before: Before = None,
-    limit: Limit = 10,
-    order: OrderParam = "desc",
+    page: Page10,
 ) -> Response:
-    page = page_of(limit=limit, order=order, after=after, before=before)
     return json_response(await services.agents.list_tools(_agent_id(agent_id), page))
 
 

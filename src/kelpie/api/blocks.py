@@ -2,13 +2,15 @@
 
 from typing import Annotated
 
-from fastapi import Query, Response
+from fastapi import Depends, Query, Response
 
 from kelpie.api._deps import ServicesDep
-from kelpie.api._params import After, Before, Limit, OrderParam, page_of
+from kelpie.api._params import page_params
 from kelpie.api._routing import LettaRouter, checked_id, json_response
 from kelpie.schemas import BLOCK_PREFIX, AgentState, Block, BlockCreate, BlockUpdate
-from kelpie.storage import BlockQuery
+from kelpie.storage import BlockQuery, Page
+
+Page50 = Annotated[Page, Depends(page_params(50))]
 
 router = LettaRouter(prefix="/v1/blocks", tags=["blocks"])
 
@@ -25,6 +27,7 @@ async def create_block(body: BlockCreate, services: ServicesDep) -> Response:
 @router.get("", response_model=list[Block])
 async def list_blocks(
     services: ServicesDep,
+    page: Page50,
     label: str | None = None,
     label_search: str | None = None,
     value_search: str | None = None,
@@ -32,10 +35,6 @@ async def list_blocks(
     tags: Annotated[list[str] | None, Query()] = None,
     match_all_tags: bool = False,
     templates_only: bool = False,
-    after: After = None,
-    before: Before = None,
-    limit: Limit = 50,
-    order: OrderParam = "desc",
 ) -> Response:
     query = BlockQuery(
         label=label,
@@ -46,7 +45,6 @@ async def list_blocks(
         match_all_tags=match_all_tags,
         templates_only=templates_only,
     )
-    page = page_of(limit=limit, order=order, after=after, before=before)
     return json_response(await services.blocks.list_blocks(query, page))
 
 
@@ -69,10 +67,6 @@ async def delete_block(block_id: str, services: ServicesDep) -> None:
 async def list_block_agents(
     block_id: str,
     services: ServicesDep,
-    after: After = None,
-    before: Before = None,
-    limit: Limit = 50,
-    order: OrderParam = "desc",
+    page: Page50,
 ) -> Response:
-    page = page_of(limit=limit, order=order, after=after, before=before)
     return json_response(await services.blocks.list_agents(_block_id(block_id), page))

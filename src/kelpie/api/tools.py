@@ -2,13 +2,15 @@
 
 from typing import Annotated
 
-from fastapi import Query, Response
+from fastapi import Depends, Query, Response
 
 from kelpie.api._deps import ServicesDep
-from kelpie.api._params import After, Before, Limit, OrderParam, page_of
+from kelpie.api._params import page_params
 from kelpie.api._routing import LettaRouter, checked_id, json_response
 from kelpie.schemas import TOOL_PREFIX, Tool, ToolCreate, ToolUpdate
-from kelpie.storage import ToolQuery
+from kelpie.storage import Page, ToolQuery
+
+Page50 = Annotated[Page, Depends(page_params(50))]
 
 router = LettaRouter(prefix="/v1/tools", tags=["tools"])
 
@@ -40,6 +42,7 @@ async def upsert_tool(body: ToolCreate, services: ServicesDep) -> Response:
 @router.get("", response_model=list[Tool])
 async def list_tools(
     services: ServicesDep,
+    page: Page50,
     name: str | None = None,
     names: Annotated[list[str] | None, Query()] = None,
     tool_ids: Annotated[list[str] | None, Query()] = None,
@@ -47,10 +50,6 @@ async def list_tools(
     tool_types: Annotated[list[str] | None, Query()] = None,
     exclude_tool_types: Annotated[list[str] | None, Query()] = None,
     return_only_letta_tools: bool = False,
-    after: After = None,
-    before: Before = None,
-    limit: Limit = 50,
-    order: OrderParam = "desc",
 ) -> Response:
     all_names = tuple([*([name] if name else []), *(names or [])])
     types = tuple(tool_types or ())
@@ -63,7 +62,6 @@ async def list_tools(
         tool_types=types,
         exclude_tool_types=tuple(exclude_tool_types or ()),
     )
-    page = page_of(limit=limit, order=order, after=after, before=before)
     return json_response(await services.tools.list_tools(query, page))
 
 

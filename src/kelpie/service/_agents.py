@@ -1,7 +1,7 @@
 """Agents: create, read, update, delete, and their blocks, tools and tags."""
 
-from collections.abc import Collection, Sequence
-from typing import Final
+from collections.abc import Callable, Collection, Sequence
+from typing import Final, TypeVar
 
 from kelpie.env import Env
 from kelpie.errors import InvalidInput, NotFound
@@ -77,6 +77,21 @@ def _with_overrides(llm: LlmConfig, request: AgentFields) -> LlmConfig:
     return llm.model_copy(update=changes) if changes else llm
 
 
+T = TypeVar("T")
+
+
+def _in_order(
+    keys: Sequence[str], found: dict[str, T], missing: Callable[[str], Exception]
+) -> list[T]:
+    """The found objects in the order asked for, each once; the first key not found raises."""
+    result = []
+    for key in dict.fromkeys(keys):
+        if key not in found:
+            raise missing(key)
+        result.append(found[key])
+    return result
+
+
 def _block_order(block: Block) -> tuple[object, str]:
     return block.created_at, block.id
 
@@ -143,28 +158,24 @@ class AgentService:
         return self._env.models.resolve_llm(handle)
 
     async def _existing_blocks(self, block_ids: Sequence[str]) -> list[Block]:
-        unique = list(dict.fromkeys(block_ids))
-        found = {block.id: block for block in await self._env.store.get_blocks(unique)}
-        missing = [block_id for block_id in unique if block_id not in found]
-        if missing:
-            raise NotFound(f"Block {missing[0]} not found")
-        return [found[block_id] for block_id in unique]
+        found = await self._env.store.get_blocks(list(dict.fromkeys(block_ids)))
+        return _in_order(
+            block_ids, {b.id: b for b in found}, lambda i: NotFound(f"Block {i} not found")
+        )
 
     async def _existing_tools(self, tool_ids: Sequence[str]) -> list[Tool]:
-        unique = list(dict.fromkeys(tool_ids))
-        found = {tool.id: tool for tool in await self._env.store.get_tools(unique)}
-        missing = [tool_id for tool_id in unique if tool_id not in found]
-        if missing:
-            raise NotFound(f"Tool {missing[0]} not found")
-        return [found[tool_id] for tool_id in unique]
+        found = await self._env.store.get_tools(list(dict.fromkeys(tool_ids)))
+        return _in_order(
+            tool_ids, {t.id: t for t in found}, lambda i: NotFound(f"Tool {i} not found")
+        )
 
     async def _tools_by_name(self, names: Sequence[str]) -> list[Tool]:
-        unique = list(dict.fromkeys(names))
-        found = {tool.name: tool for tool in await self._env.store.get_tools_by_name(unique)}
-        missing = [name for name in unique if name not in found]
+        found = await self._env.store.get_tools_by_name(list(dict.fromkeys(names)))
+        by_name = {tool.name: tool for tool in found}
+        missing = [name for name in dict.fromkeys(names) if name not in by_name]
         if missing:
             raise InvalidInput(f"tools not found by name: {', '.join(missing)}")
-        return [found[name] for name in unique]
+        return _in_order(names, by_name, lambda name: InvalidInput(name))
 
     @staticmethod
     def _check_labels(blocks: Sequence[Block]) -> None:
