@@ -8,7 +8,8 @@ from typing import Annotated, final
 from fastapi import Depends, Request
 
 from kelpie.env import Env
-from kelpie.service import AgentService, BlockService, ToolService
+from kelpie.runtime import AgentRuntime
+from kelpie.service import AgentService, BlockService, MessageService, ToolService
 
 
 @final
@@ -17,10 +18,18 @@ class Services:
     agents: AgentService
     blocks: BlockService
     tools: ToolService
+    messages: MessageService
 
     @classmethod
     def build(cls, env: Env) -> "Services":
-        return cls(agents=AgentService(env), blocks=BlockService(env), tools=ToolService(env))
+        agents = AgentService(env)
+        runtime = AgentRuntime(env.clock)
+        return cls(
+            agents=agents,
+            blocks=BlockService(env),
+            tools=ToolService(env),
+            messages=MessageService(env, agents, runtime),
+        )
 
 
 async def _services(request: Request) -> Services:

@@ -66,7 +66,11 @@ async def _kelpie_error(request: Request, error: Exception) -> JSONResponse:
         headers = {"x-should-retry": "false"}
     elif status == 503:
         headers = {"retry-after": str(RETRY_AFTER_S)}
-    return JSONResponse({"detail": error.detail}, status_code=status, headers=headers)
+    body: dict[str, object] = {"detail": error.detail}
+    run_id = getattr(error, "run_id", None)
+    if run_id is not None:
+        body["run_id"] = run_id  # a busy conversation names the run it is busy with
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:

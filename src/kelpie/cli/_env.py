@@ -4,7 +4,7 @@ model catalogue."""
 from pathlib import Path
 
 from kelpie.env import Config, Env, SystemClock, system_entropy
-from kelpie.llm import ProviderCatalog
+from kelpie.llm import LlmRouter, ProviderCatalog
 from kelpie.storage import SqliteStore, Store
 
 SQLITE_URL_PREFIX = "sqlite:///"
@@ -24,10 +24,12 @@ def open_store(config: Config) -> Store:
 
 def open_env(config: Config) -> Env:
     clock = SystemClock()
+    entropy = system_entropy()
     return Env(
         clock=clock,
-        entropy=system_entropy(),
+        entropy=entropy,
         config=config,
         store=open_store(config),
         models=ProviderCatalog(config, clock),
+        llm=LlmRouter(config, clock, entropy.fork("llm")),
     )

@@ -54,7 +54,8 @@ def serve(
     """Start the HTTP server (the Letta REST API) on SQLite."""
     config = Config.from_environ(os.environ, host=host, port=port, data_dir=data_dir, db_url=db_url)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("yoyo").setLevel(logging.WARNING)
+    for noisy in ("yoyo", "httpx", "httpx2", "openai", "anthropic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     log.info("data in %s; database %s", config.data_dir, config.database_url)
     try:
         import uvloop

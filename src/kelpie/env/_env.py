@@ -9,7 +9,7 @@ from kelpie.env._entropy import Entropy
 
 if TYPE_CHECKING:
     # Type-only: the seams' protocols live in the layers that own them.
-    from kelpie.llm import ModelCatalog
+    from kelpie.llm import LlmProviders, ModelCatalog
     from kelpie.storage import Store
 
 
@@ -21,3 +21,4 @@ class Env:
     config: Config
     store: "Store"
     models: "ModelCatalog"
+    llm: "LlmProviders"

@@ -15,6 +15,16 @@ from kelpie.errors import Unavailable
 class LlmError(Unavailable):
     error_type = "llm_error"
 
+    def __init__(
+        self, detail: str, *, retryable: bool = True, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(detail)
+        # False when asking again cannot help: the provider refused the request itself
+        # (400, 401, 404), as opposed to failing to answer it (5xx, 429, timeouts).
+        self.retryable = retryable
+        # How long the provider asked us to wait before asking again (Retry-After), if it said.
+        self.retry_after_s = retry_after_s
+
 
 class LlmTimeout(LlmError):
     error_type = "llm_timeout"

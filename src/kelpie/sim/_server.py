@@ -15,7 +15,7 @@ import httpx
 
 from kelpie.api import create_app
 from kelpie.env import Config, Entropy, Env
-from kelpie.llm import ProviderCatalog
+from kelpie.llm import LlmRequest, LlmResponse, ProviderCatalog, ScriptedProviders, Usage
 from kelpie.service import prepare
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import FaultPlan
@@ -94,11 +94,17 @@ class SimServer:
             config=config,
             store=self._faulty.as_store(),
             models=ProviderCatalog(config, self._clock),
+            llm=ScriptedProviders(self._llm_script),
         )
         await self._prepare(env)
         self._client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=create_app(env)), base_url="http://kelpie.sim"
         )
+
+    @staticmethod
+    def _llm_script(request: LlmRequest) -> LlmResponse:
+        """The simulated model: a plain reply (the workload sends no messages yet)."""
+        return LlmResponse(content="OK", tool_calls=(), finish_reason="stop", usage=Usage())
 
     async def _prepare(self, env: Env) -> None:
         """Start-up may itself hit faults; a real operator restarts until it comes up."""

@@ -32,6 +32,11 @@ WRITE_OPERATIONS: Final = frozenset(
         "update_tool",
         "upsert_tools",
         "delete_tool",
+        "commit_step",
+        "insert_messages",
+        "delete_agent_messages",
+        "save_run",
+        "insert_passage",
     }
 )
 READ_OPERATIONS: Final = frozenset(
@@ -54,6 +59,18 @@ READ_OPERATIONS: Final = frozenset(
         "get_tools",
         "get_tools_by_name",
         "list_tools",
+        "get_messages",
+        "list_messages",
+        "list_run_messages",
+        "count_messages",
+        "get_run",
+        "list_runs",
+        "active_runs",
+        "list_steps",
+        "get_step",
+        "search_messages",
+        "search_passages",
+        "count_passages",
     }
 )
 UNFAULTED_OPERATIONS: Final = frozenset({"close"})

@@ -4,8 +4,16 @@ Driver exceptions never leave this package: they become `StorageUnavailable` or
 `StorageConflict`.
 """
 
+from kelpie.storage._commits import StepCommit
 from kelpie.storage._errors import StorageConflict, StorageUnavailable
-from kelpie.storage._queries import PAGE_LIMIT_MAX, AgentQuery, BlockQuery, Page, ToolQuery
+from kelpie.storage._queries import (
+    PAGE_LIMIT_MAX,
+    AgentQuery,
+    BlockQuery,
+    Page,
+    RunQuery,
+    ToolQuery,
+)
 from kelpie.storage._sqlite import SqliteStore
 from kelpie.storage._store import Store
 
@@ -14,7 +22,9 @@ __all__ = [
     "AgentQuery",
     "BlockQuery",
     "Page",
+    "RunQuery",
     "SqliteStore",
+    "StepCommit",
     "StorageConflict",
     "StorageUnavailable",
     "Store",

@@ -53,3 +53,13 @@ class ToolQuery:
     search: str | None = None
     tool_types: tuple[str, ...] = ()
     exclude_tool_types: tuple[str, ...] = ()
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunQuery:
+    agent_ids: tuple[str, ...] = ()
+    # None: any conversation; "": the default conversation only.
+    conversation_id: str | None = None
+    statuses: tuple[str, ...] = ()
+    background: bool | None = None

@@ -26,11 +26,12 @@ from kelpie.storage._checkpointer import WalCheckpointer
 from kelpie.storage._errors import StorageConflict, StorageUnavailable
 from kelpie.storage._pagination import Cursor, page_clause
 from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
+from kelpie.storage._sql import like_pattern, placeholders
+from kelpie.storage._sqlite_runs import RunRows
 
 BUSY_TIMEOUT_MS: Final = 5_000
 # SQLite's page cache (default 2 MiB): enough for the hot index pages of a large store.
 PAGE_CACHE_KIB: Final = 64 * 1024
-SQL_VARIABLES_MAX: Final = 900  # below SQLite's 999 default, for IN (...) lists
 _PAGE_COLUMNS: Final = frozenset({"created_at", "updated_at"})
 # What an agent row's JSON holds: its configuration, never its relationships.
 _AGENT_CONFIG_FIELDS: Final = set(AgentConfig.model_fields)
@@ -46,18 +47,8 @@ def _agent_state(data: str) -> AgentState:
     return AgentState.model_validate_json(data)
 
 
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _placeholders(values: Sequence[object]) -> str:
-    assert 0 < len(values) <= SQL_VARIABLES_MAX, "IN list size out of range"
-    return ",".join("?" * len(values))
-
-
 @final
-class SqliteStore:
+class SqliteStore(RunRows):
     def __init__(
         self, connection: sqlite3.Connection, checkpointer: WalCheckpointer | None = None
     ) -> None:
@@ -160,7 +151,7 @@ class SqliteStore:
         created = us_from_datetime(agent.created_at)
         with self._tx() as db:
             for block in new_blocks:
-                self._write_block(db, block, insert=True)
+                self._write_block_row(db, block, insert=True)
             db.execute(
                 "INSERT INTO agents (id, name, agent_type, hidden, created_at, updated_at, data)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -192,19 +183,7 @@ class SqliteStore:
     ) -> None:
         updated = us_from_datetime(agent.updated_at)
         with self._tx() as db:
-            cursor = db.execute(
-                "UPDATE agents SET name = ?, agent_type = ?, hidden = ?, updated_at = ?, data = ?"
-                " WHERE id = ?",
-                (
-                    agent.name,
-                    agent.agent_type,
-                    int(bool(agent.hidden)),
-                    updated,
-                    _agent_json(agent),
-                    agent.id,
-                ),
-            )
-            assert cursor.rowcount == 1, "update of an agent that is not stored"
+            self._write_agent_row(db, agent)
             if block_ids is not None:
                 db.execute("DELETE FROM agent_blocks WHERE agent_id = ?", (agent.id,))
                 self._set_agent_blocks(db, agent.id, block_ids, updated)
@@ -214,6 +193,21 @@ class SqliteStore:
             if tags is not None:
                 db.execute("DELETE FROM agent_tags WHERE agent_id = ?", (agent.id,))
                 self._set_agent_tags(db, agent.id, tags)
+
+    def _write_agent_row(self, db: sqlite3.Connection, agent: AgentConfig) -> None:
+        cursor = db.execute(
+            "UPDATE agents SET name = ?, agent_type = ?, hidden = ?, updated_at = ?, data = ?"
+            " WHERE id = ?",
+            (
+                agent.name,
+                agent.agent_type,
+                int(bool(agent.hidden)),
+                us_from_datetime(agent.updated_at),
+                _agent_json(agent),
+                agent.id,
+            ),
+        )
+        assert cursor.rowcount == 1, "update of an agent that is not stored"
 
     @staticmethod
     def _set_agent_blocks(
@@ -257,13 +251,13 @@ class SqliteStore:
             params.append(query.name)
         if query.query_text:
             where.append("a.name LIKE ? ESCAPE '\\'")
-            params.append(_like_pattern(query.query_text))
+            params.append(like_pattern(query.query_text))
         if query.tags:
             tags = sorted(set(query.tags))
             having = f" GROUP BY agent_id HAVING COUNT(*) = {len(tags)}"
             where.append(
                 "a.id IN (SELECT agent_id FROM agent_tags WHERE tag IN"
-                f" ({_placeholders(tags)}){having if query.match_all_tags else ''})"
+                f" ({placeholders(tags)}){having if query.match_all_tags else ''})"
             )
             params.extend(tags)
         sql, all_params, reverse = self._paged(
@@ -281,7 +275,7 @@ class SqliteStore:
         if agent_ids:
             rows = self._read(
                 f"SELECT agent_id, tag FROM agent_tags WHERE agent_id IN"
-                f" ({_placeholders(agent_ids)}) ORDER BY agent_id, tag",
+                f" ({placeholders(agent_ids)}) ORDER BY agent_id, tag",
                 list(agent_ids),
             )
             for agent_id, tag in rows:
@@ -293,7 +287,7 @@ class SqliteStore:
         if agent_ids:
             rows = self._read(
                 "SELECT ab.agent_id, b.data FROM agent_blocks ab JOIN blocks b"
-                f" ON b.id = ab.block_id WHERE ab.agent_id IN ({_placeholders(agent_ids)})"
+                f" ON b.id = ab.block_id WHERE ab.agent_id IN ({placeholders(agent_ids)})"
                 " ORDER BY ab.agent_id, b.created_at, b.id",
                 list(agent_ids),
             )
@@ -306,7 +300,7 @@ class SqliteStore:
         if agent_ids:
             rows = self._read(
                 "SELECT at.agent_id, t.data FROM agent_tools at JOIN tools t"
-                f" ON t.id = at.tool_id WHERE at.agent_id IN ({_placeholders(agent_ids)})"
+                f" ON t.id = at.tool_id WHERE at.agent_id IN ({placeholders(agent_ids)})"
                 " ORDER BY at.agent_id, t.created_at, t.id",
                 list(agent_ids),
             )
@@ -390,7 +384,7 @@ class SqliteStore:
             params.append(after)
         if query_text:
             where.append("tag LIKE ? ESCAPE '\\'")
-            params.append(_like_pattern(query_text))
+            params.append(like_pattern(query_text))
         rows = self._read(
             f"SELECT DISTINCT tag FROM agent_tags WHERE {' AND '.join(where)} ORDER BY tag LIMIT ?",
             [*params, limit],
@@ -399,8 +393,7 @@ class SqliteStore:
 
     # Blocks ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _write_block(db: sqlite3.Connection, block: Block, *, insert: bool) -> None:
+    def _write_block_row(self, db: sqlite3.Connection, block: Block, *, insert: bool) -> None:
         assert block.created_at is not None, "block stored without created_at"
         assert block.updated_at is not None, "block stored without updated_at"
         values = (
@@ -435,7 +428,7 @@ class SqliteStore:
 
     async def insert_block(self, block: Block) -> None:
         with self._tx() as db:
-            self._write_block(db, block, insert=True)
+            self._write_block_row(db, block, insert=True)
 
     async def get_block(self, block_id: str) -> Block | None:
         rows = self._read("SELECT data FROM blocks WHERE id = ?", (block_id,))
@@ -445,13 +438,13 @@ class SqliteStore:
         if not block_ids:
             return []
         rows = self._read(
-            f"SELECT data FROM blocks WHERE id IN ({_placeholders(block_ids)})", list(block_ids)
+            f"SELECT data FROM blocks WHERE id IN ({placeholders(block_ids)})", list(block_ids)
         )
         return [Block.model_validate_json(row[0]) for row in rows]
 
     async def update_block(self, block: Block) -> None:
         with self._tx() as db:
-            self._write_block(db, block, insert=False)
+            self._write_block_row(db, block, insert=False)
 
     async def delete_block(self, block_id: str) -> bool:
         with self._tx() as db:
@@ -470,7 +463,7 @@ class SqliteStore:
         ):
             if text:
                 where.append(f"{column} LIKE ? ESCAPE '\\'")
-                params.append(_like_pattern(text))
+                params.append(like_pattern(text))
         if query.templates_only:
             where.append("b.is_template = 1")
         if query.tags:
@@ -478,7 +471,7 @@ class SqliteStore:
             having = f" GROUP BY block_id HAVING COUNT(*) = {len(tags)}"
             where.append(
                 "b.id IN (SELECT block_id FROM block_tags WHERE tag IN"
-                f" ({_placeholders(tags)}){having if query.match_all_tags else ''})"
+                f" ({placeholders(tags)}){having if query.match_all_tags else ''})"
             )
             params.extend(tags)
         sql, all_params, reverse = self._paged("blocks", "b", page, where, params)
@@ -525,7 +518,7 @@ class SqliteStore:
         if not tool_ids:
             return []
         rows = self._read(
-            f"SELECT data FROM tools WHERE id IN ({_placeholders(tool_ids)})", list(tool_ids)
+            f"SELECT data FROM tools WHERE id IN ({placeholders(tool_ids)})", list(tool_ids)
         )
         return [Tool.model_validate_json(row[0]) for row in rows]
 
@@ -533,7 +526,7 @@ class SqliteStore:
         if not names:
             return []
         rows = self._read(
-            f"SELECT data FROM tools WHERE name IN ({_placeholders(names)})", list(names)
+            f"SELECT data FROM tools WHERE name IN ({placeholders(names)})", list(names)
         )
         return [Tool.model_validate_json(row[0]) for row in rows]
 
@@ -589,11 +582,11 @@ class SqliteStore:
             ("t.tool_type", query.exclude_tool_types, True),
         ):
             if values:
-                where.append(f"{column} {'NOT ' if negate else ''}IN ({_placeholders(values)})")
+                where.append(f"{column} {'NOT ' if negate else ''}IN ({placeholders(values)})")
                 params.extend(values)
         if query.search:
             where.append("t.name LIKE ? ESCAPE '\\'")
-            params.append(_like_pattern(query.search))
+            params.append(like_pattern(query.search))
         sql, all_params, reverse = self._paged("tools", "t", page, where, params)
         rows = self._read(f"SELECT t.data FROM tools t {sql}", all_params)
         tools = [Tool.model_validate_json(row[0]) for row in rows]

@@ -1,14 +1,16 @@
 """Tools: what an agent can call, described the way Letta describes it.
 
-This layer owns two things so far:
+This layer owns three things so far:
 
 - deriving a custom tool's name, description and OpenAI function schema from its Python
   source, statically, with Letta's rules (`derive_tool_schema`);
 - Letta's built-in tool set as data: schemas and tool types (`BASE_TOOLS`), the tools each
   agent type gets at create (`default_tool_names`) and the tool rules that come with them
-  (`base_tool_rules`).
+  (`base_tool_rules`);
+- Letta's core-memory tools as pure functions over an agent's blocks (`run_memory_tool`),
+  returning the net `MemoryEdit` for the agent loop to commit.
 
-The executors that run tools arrive later and will live here too.
+The executors for the other tools arrive later and will live here too.
 """
 
 from kelpie.tools._base_tools import (
@@ -19,6 +21,8 @@ from kelpie.tools._base_tools import (
     base_tool_rules,
     default_tool_names,
 )
+from kelpie.tools._memory import MEMORY_TOOL_NAMES, run_memory_tool
+from kelpie.tools._memory_edit import MemoryBlock, MemoryEdit
 from kelpie.tools._schema import INJECTED_PARAMS, DerivedTool, derive_tool_schema
 
 __all__ = [
@@ -26,9 +30,13 @@ __all__ = [
     "BASE_TOOLS_BY_NAME",
     "BASE_TOOL_NAMES",
     "INJECTED_PARAMS",
+    "MEMORY_TOOL_NAMES",
     "BuiltinTool",
     "DerivedTool",
+    "MemoryBlock",
+    "MemoryEdit",
     "base_tool_rules",
     "default_tool_names",
     "derive_tool_schema",
+    "run_memory_tool",
 ]

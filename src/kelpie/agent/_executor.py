@@ -1,0 +1,218 @@
+"""Runs the tools an agent calls. Built-in memory tools edit the turn's working copy of the
+agent's blocks (committed with the step); search tools read the store; tools that need a
+sandbox or a client return a clear error until those exist."""
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from kelpie.env import Env
+from kelpie.llm import ToolCall
+from kelpie.schemas import (
+    ARCHIVE_PREFIX,
+    BLOCK_PREFIX,
+    PASSAGE_PREFIX,
+    AgentState,
+    Block,
+    Passage,
+    Tool,
+    datetime_from_us,
+    us_from_datetime,
+)
+from kelpie.tools import MEMORY_TOOL_NAMES, MemoryBlock, MemoryEdit, run_memory_tool
+
+SEND_MESSAGE_RESULT: Final = "Sent message successfully."
+SEARCH_RESULTS_MAX: Final = 100
+# Arguments the loop adds to tool schemas; never passed to the tool itself.
+LOOP_ARGUMENTS: Final = frozenset({"request_heartbeat", "thinking"})
+_SANDBOXED_TYPES: Final = frozenset({"custom", "letta_builtin", "external_mcp"})
+
+
+@dataclasses.dataclass
+class ToolOutcome:
+    returned: str | None
+    ok: bool
+    arguments: dict[str, Any]
+
+
+def archive_id_of(agent_id: str) -> str:
+    """Each agent's own archive shares its uuid, so finding it needs no lookup."""
+    return f"{ARCHIVE_PREFIX}-{agent_id.split('-', 1)[1]}"
+
+
+def _parse_date(text: str | None, *, end: bool) -> int | None:
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    if end and len(text) <= len("YYYY-MM-DD"):
+        value += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+    return us_from_datetime(value)
+
+
+class ToolExecutor:
+    def __init__(self, env: Env, agent: AgentState, blocks: list[Block]) -> None:
+        self._env = env
+        self._agent = agent
+        self.blocks: dict[str, Block] = {block.label: block for block in blocks}
+        # By block id: what the step commit writes.
+        self.changed: dict[str, Block] = {}
+        self.created: dict[str, Block] = {}
+        self.detached: list[str] = []
+        self.passages: list[Passage] = []
+
+    async def execute(self, call: ToolCall, tool: Tool | None) -> ToolOutcome:
+        try:
+            parsed = json.loads(call.arguments or "{}")
+        except ValueError as error:
+            return ToolOutcome(f"Error parsing arguments of {call.name}: {error}", False, {})
+        if not isinstance(parsed, dict):
+            return ToolOutcome(f"Arguments of {call.name} must be a JSON object", False, {})
+        arguments = {k: v for k, v in parsed.items() if k not in LOOP_ARGUMENTS}
+        if tool is None:
+            return ToolOutcome(f"Tool {call.name} not found", False, parsed)
+        returned, ok = await self._dispatch(tool, arguments)
+        return ToolOutcome(returned, ok, parsed)
+
+    async def _dispatch(self, tool: Tool, arguments: dict[str, Any]) -> tuple[str | None, bool]:
+        name = tool.name
+        if name in MEMORY_TOOL_NAMES:
+            return self._memory(name, arguments)
+        if name == "send_message":
+            return SEND_MESSAGE_RESULT, True
+        if name == "conversation_search":
+            return await self._conversation_search(arguments), True
+        if name == "archival_memory_insert":
+            return await self._archival_insert(arguments)
+        if name == "archival_memory_search":
+            return await self._archival_search(arguments), True
+        if tool.tool_type in _SANDBOXED_TYPES:
+            return (
+                f"Tool '{name}' cannot run: running {tool.tool_type} tools needs the sandbox,"
+                " which this Kelpie version does not have yet",
+                False,
+            )
+        return f"Tool '{name}' has no executor in this Kelpie version", False
+
+    def _memory(self, name: str, arguments: Mapping[str, Any]) -> tuple[str | None, bool]:
+        views = {
+            label: MemoryBlock(
+                label=label,
+                value=block.value,
+                limit=block.limit,
+                read_only=block.read_only,
+                description=block.description,
+            )
+            for label, block in self.blocks.items()
+        }
+        edit = run_memory_tool(name, arguments, views)
+        if edit.error is not None:
+            return edit.error, False
+        self._apply(edit)
+        return edit.returned, True
+
+    def _apply(self, edit: MemoryEdit) -> None:
+        """Applies an edit in the order MemoryEdit defines: deletions, renames (all at once:
+        a patch may swap labels), value and description changes (keyed by the original
+        label), creations."""
+        now = datetime_from_us(self._env.clock.now_us())
+        for label in edit.deleted:
+            block = self.blocks.pop(label)
+            self.changed.pop(block.id, None)
+            if self.created.pop(block.id, None) is None:
+                self.detached.append(block.id)
+        moved = {old: self.blocks.pop(old) for old in edit.renamed}
+        for old, new in edit.renamed.items():
+            self._put(moved[old].model_copy(update={"label": new, "updated_at": now}))
+        for label, value in edit.changed.items():
+            block = self.blocks[edit.renamed.get(label, label)]
+            self._put(block.model_copy(update={"value": value, "updated_at": now}))
+        for label, description in edit.described.items():
+            block = self.blocks[edit.renamed.get(label, label)]
+            self._put(block.model_copy(update={"description": description, "updated_at": now}))
+        for label, (value, new_description) in edit.created.items():
+            block = Block(
+                id=self._env.entropy.new_id(BLOCK_PREFIX),
+                label=label,
+                value=value,
+                description=new_description,
+                created_at=now,
+                updated_at=now,
+            )
+            self.blocks[label] = self.created[block.id] = block
+
+    def _put(self, block: Block) -> None:
+        self.blocks[block.label] = block
+        if block.id in self.created:
+            self.created[block.id] = block
+        else:
+            self.changed[block.id] = block
+
+    async def _conversation_search(self, arguments: Mapping[str, Any]) -> str:
+        roles = arguments.get("roles") or []
+        limit = min(int(arguments.get("limit") or 5), SEARCH_RESULTS_MAX)
+        found = await self._env.store.search_messages(
+            self._agent.id,
+            str(arguments.get("query") or ""),
+            roles=[str(role) for role in roles],
+            start_us=_parse_date(arguments.get("start_date"), end=False),
+            end_us=_parse_date(arguments.get("end_date"), end=True),
+            limit=limit,
+        )
+        if not found:
+            return "No results found."
+        results = [
+            {
+                "timestamp": message.created_at.isoformat(),
+                "role": message.role,
+                "content": message.text or message.tool_return or "",
+            }
+            for message in found
+        ]
+        return json.dumps(results, ensure_ascii=False)
+
+    async def _archival_insert(self, arguments: Mapping[str, Any]) -> tuple[str | None, bool]:
+        content = arguments.get("content")
+        if not isinstance(content, str) or not content:
+            return "archival_memory_insert needs a non-empty string 'content'", False
+        now = datetime_from_us(self._env.clock.now_us())
+        tags = [str(tag) for tag in arguments.get("tags") or []]
+        # Written with the step's commit, like every other effect of the step.
+        self.passages.append(
+            Passage(
+                id=self._env.entropy.new_id(PASSAGE_PREFIX),
+                text=content,
+                archive_id=archive_id_of(self._agent.id),
+                agent_id=self._agent.id,
+                tags=tags,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return None, True
+
+    async def _archival_search(self, arguments: Mapping[str, Any]) -> str:
+        top_k = min(int(arguments.get("top_k") or 10), SEARCH_RESULTS_MAX)
+        passages = await self._env.store.search_passages(
+            archive_id_of(self._agent.id),
+            str(arguments.get("query") or ""),
+            tags=[str(tag) for tag in arguments.get("tags") or []],
+            match_all=arguments.get("tag_match_mode") == "all",
+            limit=top_k,
+        )
+        results = [
+            {
+                "id": passage.id,
+                "timestamp": passage.created_at.isoformat(),
+                "content": passage.text,
+                "tags": passage.tags,
+            }
+            for passage in passages
+        ]
+        return json.dumps(results, ensure_ascii=False)

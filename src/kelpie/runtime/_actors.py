@@ -1,0 +1,129 @@
+"""The activation table. An activation is the in-memory presence of one agent: which of
+its conversations has a turn in progress (and which run), and the cancel flags of its
+runs. State that must survive lives in the store; dropping an activation loses nothing."""
+
+import collections
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Final, final
+
+from kelpie.env import Clock
+from kelpie.errors import Conflict, Unavailable
+
+ACTIVE_AGENTS_MAX_DEFAULT: Final = 10_000
+IDLE_TIMEOUT_S_DEFAULT: Final = 300.0
+# Turns in progress on one agent at once (one per conversation); more are refused.
+MAILBOX_DEPTH_MAX: Final = 64
+DEFAULT_CONVERSATION: Final = "default"
+
+
+class ConversationBusy(Conflict):
+    """Letta's 409 for a second send while a turn runs; letta-code matches the wording."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"Cannot send a new message: Another request (run_id={run_id}) is currently being"
+            " processed for this conversation. Please wait for it to complete."
+        )
+        self.run_id = run_id
+
+
+class MailboxFull(Unavailable):
+    pass
+
+
+@final
+@dataclasses.dataclass
+class Activation:
+    agent_id: str
+    last_used_s: float
+    # conversation key -> run id of the turn in progress
+    turns: dict[str, str] = dataclasses.field(default_factory=dict)
+    cancelled: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def idle(self) -> bool:
+        return not self.turns
+
+
+@final
+class AgentRuntime:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        active_max: int = ACTIVE_AGENTS_MAX_DEFAULT,
+        idle_timeout_s: float = IDLE_TIMEOUT_S_DEFAULT,
+    ) -> None:
+        assert active_max >= 1, "active cap must be positive"
+        self._clock = clock
+        self._active_max = active_max
+        self._idle_timeout_s = idle_timeout_s
+        # Least recently used first.
+        self._active: collections.OrderedDict[str, Activation] = collections.OrderedDict()
+        self.activations_total = 0
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
+    def activation(self, agent_id: str) -> Activation | None:
+        return self._active.get(agent_id)
+
+    def _activate(self, agent_id: str) -> Activation:
+        now = self._clock.monotonic_s()
+        activation = self._active.get(agent_id)
+        if activation is None:
+            activation = Activation(agent_id=agent_id, last_used_s=now)
+            self._active[agent_id] = activation
+            self.activations_total += 1
+        activation.last_used_s = now
+        self._active.move_to_end(agent_id)
+        self._put_away(now)
+        assert self._active[agent_id] is activation, "one activation per agent"
+        return activation
+
+    def _put_away(self, now: float) -> None:
+        """Deactivates idle activations past the timeout, then least-recently-used idle
+        ones while over the cap. Busy activations are never put away."""
+        for agent_id, activation in list(self._active.items()):
+            over_cap = len(self._active) > self._active_max
+            expired = now - activation.last_used_s > self._idle_timeout_s
+            if activation.idle and (over_cap or expired):
+                del self._active[agent_id]
+
+    @contextlib.asynccontextmanager
+    async def turn(
+        self, agent_id: str, conversation_id: str | None, run_id: str
+    ) -> AsyncIterator[Activation]:
+        """Holds the conversation for one turn; a concurrent turn gets ConversationBusy."""
+        activation = self._activate(agent_id)
+        key = conversation_id or DEFAULT_CONVERSATION
+        running = activation.turns.get(key)
+        if running is not None:
+            raise ConversationBusy(running)
+        if len(activation.turns) >= MAILBOX_DEPTH_MAX:
+            raise MailboxFull(f"Agent {agent_id} already has {MAILBOX_DEPTH_MAX} turns running")
+        activation.turns[key] = run_id
+        try:
+            yield activation
+        finally:
+            assert activation.turns.get(key) == run_id, "turn released by another run"
+            del activation.turns[key]
+            activation.cancelled.discard(run_id)
+            activation.last_used_s = self._clock.monotonic_s()
+
+    def running_runs(self, agent_id: str) -> list[str]:
+        activation = self._active.get(agent_id)
+        return [] if activation is None else list(activation.turns.values())
+
+    def cancel(self, agent_id: str, run_ids: list[str] | None) -> list[str]:
+        """Flags runs of the agent to stop at their next step; returns the ones flagged."""
+        activation = self._active.get(agent_id)
+        if activation is None:
+            return []
+        running = list(activation.turns.values())
+        chosen = running if run_ids is None else [r for r in running if r in run_ids]
+        activation.cancelled.update(chosen)
+        return chosen

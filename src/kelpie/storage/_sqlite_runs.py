@@ -1,0 +1,325 @@
+"""SQLite rows for messages, runs and steps, and the step commit. A mixin of SqliteStore,
+split out so each module keeps one concern."""
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Final
+
+from kelpie.schemas import Message, Passage, Run, Step, us_from_datetime
+from kelpie.storage._commits import StepCommit
+from kelpie.storage._queries import Page, RunQuery
+from kelpie.storage._sql import like_pattern
+
+_ACTIVE_STATUSES: Final = ("created", "running")
+
+
+class RunRows:
+    """Needs the host store's transaction, read and paging helpers."""
+
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def _paged(
+        self,
+        table: str,
+        alias: str,
+        page: Page,
+        where: list[str],
+        params: list[object],
+        column: str = "created_at",
+    ) -> tuple[str, list[object], bool]:
+        raise NotImplementedError
+
+    def _write_agent_row(self, db: sqlite3.Connection, agent: Any) -> None:
+        raise NotImplementedError
+
+    def _write_block_row(self, db: sqlite3.Connection, block: Any, *, insert: bool) -> None:
+        raise NotImplementedError
+
+    # Messages --------------------------------------------------------------------------
+
+    @staticmethod
+    def _insert_messages(db: sqlite3.Connection, messages: Sequence[Message]) -> None:
+        db.executemany(
+            "INSERT INTO messages (id, agent_id, conversation_id, run_id, step_id, role,"
+            " created_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            # The system message is rewritten in place when the prompt is recompiled.
+            " ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+            [
+                (
+                    m.id,
+                    m.agent_id,
+                    m.conversation_id,
+                    m.run_id,
+                    m.step_id,
+                    m.role,
+                    us_from_datetime(m.created_at),
+                    m.model_dump_json(),
+                )
+                for m in messages
+            ],
+        )
+
+    async def insert_messages(self, messages: Sequence[Message]) -> None:
+        with self._tx() as db:
+            self._insert_messages(db, messages)
+
+    async def get_messages(self, message_ids: Sequence[str]) -> list[Message]:
+        """The messages with these ids, in the order asked for (missing ones skipped)."""
+        if not message_ids:
+            return []
+        found: dict[str, Message] = {}
+        for chunk in _chunks(message_ids):
+            rows = self._read(
+                f"SELECT data FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for (data,) in rows:
+                message = Message.model_validate_json(data)
+                found[message.id] = message
+        return [found[i] for i in message_ids if i in found]
+
+    async def list_messages(
+        self, agent_id: str, conversation_id: str | None, page: Page
+    ) -> list[Message]:
+        sql, params, reverse = self._paged(
+            "messages",
+            "m",
+            page,
+            ["m.agent_id = ?", "m.conversation_id IS ?"],
+            [agent_id, conversation_id],
+        )
+        rows = self._read(f"SELECT m.data FROM messages m {sql}", params)
+        messages = [Message.model_validate_json(row[0]) for row in rows]
+        return messages[::-1] if reverse else messages
+
+    async def list_run_messages(self, run_id: str, page: Page) -> list[Message]:
+        sql, params, reverse = self._paged("messages", "m", page, ["m.run_id = ?"], [run_id])
+        rows = self._read(f"SELECT m.data FROM messages m {sql}", params)
+        messages = [Message.model_validate_json(row[0]) for row in rows]
+        return messages[::-1] if reverse else messages
+
+    async def count_messages(self, agent_id: str) -> int:
+        rows = self._read("SELECT COUNT(*) FROM messages WHERE agent_id = ?", (agent_id,))
+        return int(rows[0][0])
+
+    async def delete_agent_messages(self, agent_id: str, keep_ids: Sequence[str]) -> int:
+        """Deletes the agent's messages except `keep_ids` (reset); returns how many."""
+        with self._tx() as db:
+            keep = list(keep_ids)
+            clause = f" AND id NOT IN ({','.join('?' * len(keep))})" if keep else ""
+            return db.execute(
+                f"DELETE FROM messages WHERE agent_id = ?{clause}", [agent_id, *keep]
+            ).rowcount
+
+    async def search_messages(
+        self,
+        agent_id: str,
+        text: str,
+        *,
+        roles: Sequence[str],
+        start_us: int | None,
+        end_us: int | None,
+        limit: int,
+    ) -> list[Message]:
+        """Keyword search over the agent's visible messages, newest first."""
+        where = ["agent_id = ?", "json_extract(data, '$.hidden') = 0"]
+        params: list[object] = [agent_id]
+        if text:
+            where.append("data LIKE ? ESCAPE '\\'")
+            params.append(like_pattern(text))
+        if roles:
+            where.append(f"role IN ({','.join('?' * len(roles))})")
+            params.extend(roles)
+        if start_us is not None:
+            where.append("created_at >= ?")
+            params.append(start_us)
+        if end_us is not None:
+            where.append("created_at <= ?")
+            params.append(end_us)
+        rows = self._read(
+            f"SELECT data FROM messages WHERE {' AND '.join(where)}"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [Message.model_validate_json(row[0]) for row in rows]
+
+    # Archival memory -------------------------------------------------------------------
+
+    async def insert_passage(self, passage: Passage) -> None:
+        with self._tx() as db:
+            self._insert_passage(db, passage)
+
+    @staticmethod
+    def _insert_passage(db: sqlite3.Connection, passage: Passage) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO archives (id, name, created_at, data) VALUES (?, ?, ?, ?)",
+            (
+                passage.archive_id,
+                f"archive of {passage.agent_id}",
+                us_from_datetime(passage.created_at),
+                "{}",
+            ),
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO agent_archives (agent_id, archive_id) VALUES (?, ?)",
+            (passage.agent_id, passage.archive_id),
+        )
+        db.execute(
+            "INSERT INTO passages (id, archive_id, created_at, text, data) VALUES (?, ?, ?, ?, ?)",
+            (
+                passage.id,
+                passage.archive_id,
+                us_from_datetime(passage.created_at),
+                passage.text,
+                passage.model_dump_json(),
+            ),
+        )
+
+    async def search_passages(
+        self, archive_id: str, text: str, *, tags: Sequence[str], match_all: bool, limit: int
+    ) -> list[Passage]:
+        """Keyword search in one archive, newest first; tags filter any/all."""
+        where = ["archive_id = ?"]
+        params: list[object] = [archive_id]
+        for word in text.split():
+            where.append("text LIKE ? ESCAPE '\\'")
+            params.append(like_pattern(word))
+        rows = self._read(
+            f"SELECT data FROM passages WHERE {' AND '.join(where)}"
+            " ORDER BY created_at DESC, id DESC",
+            params,
+        )
+        passages = [Passage.model_validate_json(row[0]) for row in rows]
+        if tags:
+            wanted = set(tags)
+            check = wanted.issubset if match_all else wanted.intersection
+            passages = [p for p in passages if check(p.tags)]
+        return passages[:limit]
+
+    async def count_passages(self, archive_id: str) -> int:
+        rows = self._read("SELECT COUNT(*) FROM passages WHERE archive_id = ?", (archive_id,))
+        return int(rows[0][0])
+
+    # Runs and steps --------------------------------------------------------------------
+
+    @staticmethod
+    def _write_run(db: sqlite3.Connection, run: Run) -> None:
+        db.execute(
+            "INSERT INTO runs (id, agent_id, conversation_id, status, background, created_at,"
+            " completed_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+            " completed_at = excluded.completed_at, data = excluded.data",
+            (
+                run.id,
+                run.agent_id,
+                run.conversation_id,
+                run.status,
+                int(run.background),
+                us_from_datetime(run.created_at),
+                None if run.completed_at is None else us_from_datetime(run.completed_at),
+                run.model_dump_json(),
+            ),
+        )
+
+    async def save_run(self, run: Run) -> None:
+        with self._tx() as db:
+            self._write_run(db, run)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        rows = self._read("SELECT data FROM runs WHERE id = ?", (run_id,))
+        return Run.model_validate_json(rows[0][0]) if rows else None
+
+    async def list_runs(self, query: RunQuery, page: Page) -> list[Run]:
+        where: list[str] = []
+        params: list[object] = []
+        if query.agent_ids:
+            where.append(f"r.agent_id IN ({','.join('?' * len(query.agent_ids))})")
+            params.extend(query.agent_ids)
+        if query.conversation_id is not None:
+            where.append("r.conversation_id IS ?")
+            params.append(query.conversation_id or None)
+        if query.statuses:
+            where.append(f"r.status IN ({','.join('?' * len(query.statuses))})")
+            params.extend(query.statuses)
+        if query.background is not None:
+            where.append("r.background = ?")
+            params.append(int(query.background))
+        sql, all_params, reverse = self._paged("runs", "r", page, where, params)
+        rows = self._read(f"SELECT r.data FROM runs r {sql}", all_params)
+        runs = [Run.model_validate_json(row[0]) for row in rows]
+        return runs[::-1] if reverse else runs
+
+    async def active_runs(self) -> list[Run]:
+        """Runs not finished: after a restart, each is resumed or failed."""
+        rows = self._read(
+            "SELECT data FROM runs WHERE status IN (?, ?) ORDER BY created_at, id", _ACTIVE_STATUSES
+        )
+        return [Run.model_validate_json(row[0]) for row in rows]
+
+    async def list_steps(self, run_id: str | None, agent_id: str | None, page: Page) -> list[Step]:
+        where: list[str] = []
+        params: list[object] = []
+        if run_id is not None:
+            where.append("s.run_id = ?")
+            params.append(run_id)
+        if agent_id is not None:
+            where.append("s.agent_id = ?")
+            params.append(agent_id)
+        sql, all_params, reverse = self._paged("steps", "s", page, where, params)
+        rows = self._read(f"SELECT s.data FROM steps s {sql}", all_params)
+        steps = [Step.model_validate_json(row[0]) for row in rows]
+        return steps[::-1] if reverse else steps
+
+    async def get_step(self, step_id: str) -> Step | None:
+        rows = self._read("SELECT data FROM steps WHERE id = ?", (step_id,))
+        return Step.model_validate_json(rows[0][0]) if rows else None
+
+    async def commit_step(self, commit: StepCommit) -> None:
+        with self._tx() as db:
+            if commit.run is not None:
+                self._write_run(db, commit.run)
+            if commit.step is not None:
+                step = commit.step
+                db.execute(
+                    "INSERT INTO steps (id, run_id, agent_id, created_at, data)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        step.id,
+                        step.run_id,
+                        step.agent_id,
+                        us_from_datetime(step.created_at),
+                        step.model_dump_json(),
+                    ),
+                )
+            self._insert_messages(db, commit.messages)
+            for block in commit.blocks_changed:
+                self._write_block_row(db, block, insert=False)
+            for block in commit.blocks_created:
+                self._write_block_row(db, block, insert=True)
+                db.execute(
+                    "INSERT INTO agent_blocks (agent_id, block_id, label, attached_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        commit.agent.id,
+                        block.id,
+                        block.label,
+                        us_from_datetime(commit.agent.updated_at),
+                    ),
+                )
+            for passage in commit.passages:
+                self._insert_passage(db, passage)
+            for block_id in commit.blocks_detached:
+                db.execute(
+                    "DELETE FROM agent_blocks WHERE agent_id = ? AND block_id = ?",
+                    (commit.agent.id, block_id),
+                )
+            self._write_agent_row(db, commit.agent)
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
