@@ -297,3 +297,37 @@ def http(kelpie_server: str) -> Iterator[httpx.Client]:
         base_url=kelpie_server, follow_redirects=False, timeout=CLIENT_TIMEOUT_S
     ) as raw:
         yield raw
+
+
+class LlmScript:
+    """The fake LLM's queue of scripted answers and its log of the model requests it got
+    (tests/fakes/llm_server.py documents the entry format). Shared by every test of one
+    xdist worker: the `script` fixture clears it before each test."""
+
+    def __init__(self, control: httpx.Client) -> None:
+        self._control = control
+
+    def enqueue(self, *entries: Mapping[str, object]) -> None:
+        """Queues answers; each model request takes the next one (then "OK" forever)."""
+        self._control.post("/_script", json=list(entries)).raise_for_status()
+
+    def clear(self) -> None:
+        """Forgets the queued answers and the recorded requests."""
+        self._control.delete("/_script").raise_for_status()
+
+    def requests(self) -> list[dict[str, object]]:
+        """The bodies of the model requests received since the last clear, oldest first."""
+        response = self._control.get("/_requests")
+        response.raise_for_status()
+        return [record["body"] for record in response.json()["requests"]]
+
+
+@pytest.fixture
+def script(llm_server: str) -> Iterator[LlmScript]:
+    """The fake LLM's script, cleared for this test: enqueue exactly what the test needs."""
+    with httpx.Client(
+        base_url=llm_server.removesuffix("/v1"), timeout=CLIENT_TIMEOUT_S
+    ) as control:
+        llm = LlmScript(control)
+        llm.clear()
+        yield llm

@@ -75,3 +75,60 @@ def error_detail(exc: APIStatusError) -> object:
     assert isinstance(body, dict), f"error body is not a JSON object: {exc.response.text!r}"
     assert "detail" in body, f"error body has no 'detail': {body!r}"
     return body["detail"]
+
+
+# --- The agent loop: scripted model answers and what the model was sent -----------------
+# Entries in the fake LLM's format (tests/fakes/llm_server.py), for the `script` fixture.
+# Imports stay inside the functions: the import block above belongs to other tests.
+
+
+def tool_call(
+    name: str, arguments: Mapping[str, object], *, call_id: str | None = None
+) -> dict[str, object]:
+    """One tool call of a scripted answer; its id is unique unless given."""
+    import json
+
+    return {"id": call_id or unique("call"), "name": name, "arguments": json.dumps(arguments)}
+
+
+def calling(*calls: dict[str, object], **fields: object) -> dict[str, object]:
+    """A scripted answer that calls tools; `fields` adds `content`, `delay_s`, `usage`, …"""
+    return {"tool_calls": list(calls), **fields}
+
+
+def reply(content: str, **fields: object) -> dict[str, object]:
+    """A scripted answer with text and no tool calls."""
+    return {"content": content, **fields}
+
+
+def model_messages(body: Mapping[str, object]) -> list[dict[str, object]]:
+    """The chat messages of one recorded model request."""
+    messages = body["messages"]
+    assert isinstance(messages, list), f"model request without messages: {body!r}"
+    return messages
+
+
+def system_prompt(body: Mapping[str, object]) -> str:
+    """The system message the model was sent (the first message of the request)."""
+    first = model_messages(body)[0]
+    assert first["role"] == "system", f"the first model message is not the system: {first!r}"
+    content = first["content"]
+    assert isinstance(content, str), f"system content is not text: {content!r}"
+    return content
+
+
+def model_tools(body: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    """The tools the model was offered: name -> the JSON schema of its parameters."""
+    tools = body.get("tools") or []
+    assert isinstance(tools, list), f"tools is not a list: {tools!r}"
+    return {tool["function"]["name"]: tool["function"]["parameters"] for tool in tools}
+
+
+class ScriptedLlm(Protocol):
+    """What the `script` fixture offers (tests/conftest.py `LlmScript`)."""
+
+    def enqueue(self, *entries: Mapping[str, object]) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def requests(self) -> list[dict[str, object]]: ...

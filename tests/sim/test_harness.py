@@ -102,3 +102,19 @@ def test_cli_exits_nonzero_and_prints_replay_when_an_invariant_breaks() -> None:
 def test_sweep_seed_keeps_every_invariant(seed: int) -> None:
     result = run_seed(seed, steps=100)
     assert result.ok, f"replay with DST_SEED={seed}: {result.failure}"
+
+
+def test_turns_under_llm_and_storage_faults_and_crashes_keep_every_invariant() -> None:
+    plan = FaultPlan(
+        llm_timeout=0.05,
+        llm_rate_limit=0.05,
+        llm_error=0.05,
+        llm_malformed=0.1,
+        llm_empty=0.05,
+        storage_write_failure=0.03,
+        crash=0.03,
+    )
+    for seed in (21, 22, 23):
+        result = run_seed(seed, steps=200, plan=plan)
+        assert result.ok, f"replay with DST_SEED={seed}: {result.failure}"
+        assert result.crashes >= 1

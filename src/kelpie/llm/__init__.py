@@ -21,8 +21,8 @@ from kelpie.llm._errors import (
     LlmRateLimited,
     LlmTimeout,
 )
-from kelpie.llm._openai import LLM_REQUEST_TIMEOUT_S, OpenAIClient
-from kelpie.llm._retry import LLM_ATTEMPTS_MAX, RetryingLlm
+from kelpie.llm._openai import OpenAIClient
+from kelpie.llm._retry import LLM_ATTEMPTS_MAX, LLM_REQUEST_TIMEOUT_S, RetryingLlm
 from kelpie.llm._router import LlmProviders, LlmRouter
 from kelpie.llm._scripted import ScriptedLlm, ScriptedProviders, scripted_deltas
 from kelpie.llm._types import (

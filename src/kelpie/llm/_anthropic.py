@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias, final
 
 from kelpie.llm._catalog import Provider
 from kelpie.llm._errors import LlmError, LlmProviderFailed, LlmRateLimited, LlmTimeout
-from kelpie.llm._openai import LLM_REQUEST_TIMEOUT_S
-from kelpie.llm._retry import retry_after_s, status_retryable
+from kelpie.llm._retry import LLM_REQUEST_TIMEOUT_S, retry_after_s, status_retryable
 from kelpie.llm._types import (
     ChatMessage,
     FinishReason,
@@ -66,7 +65,7 @@ _STREAM_ERRORS_REFUSED: Final = frozenset(
 
 @final
 class AnthropicClient:
-    """Talks to one Anthropic base URL. `timeout_s` bounds each request (tests pass a small
+    """Talks to one Anthropic base URL. `timeout_s` bounds each network wait (tests pass a small
     one); the SDK's retries are off because `RetryingLlm` does them."""
 
     def __init__(self, provider: Provider, *, timeout_s: float = LLM_REQUEST_TIMEOUT_S) -> None:

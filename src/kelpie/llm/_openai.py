@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final, final
 
 from kelpie.llm._catalog import Provider
 from kelpie.llm._errors import LlmError, LlmProviderFailed, LlmRateLimited, LlmTimeout
-from kelpie.llm._retry import retry_after_s, status_retryable
+from kelpie.llm._retry import LLM_REQUEST_TIMEOUT_S, retry_after_s, status_retryable
 from kelpie.llm._types import (
     ChatMessage,
     FinishReason,
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     )
     from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 
-LLM_REQUEST_TIMEOUT_S: Final = 120.0
 # OpenAI's reasoning models refuse `temperature` and `max_tokens` (they take
 # `max_completion_tokens`); OpenAI-compatible servers often know only `max_tokens`.
 _REASONING_MODEL_PREFIXES: Final = ("o1", "o3", "o4", "gpt-5")
@@ -50,7 +49,7 @@ _FINISH_REASONS: Final[dict[str, FinishReason]] = {
 
 @final
 class OpenAIClient:
-    """Talks to one OpenAI-compatible base URL. `timeout_s` bounds each request (tests
+    """Talks to one OpenAI-compatible base URL. `timeout_s` bounds each network wait (tests
     pass a small one); the SDK's retries are off because `RetryingLlm` does them."""
 
     def __init__(self, provider: Provider, *, timeout_s: float = LLM_REQUEST_TIMEOUT_S) -> None:
@@ -143,11 +142,12 @@ def _create_params(request: LlmRequest) -> CompletionCreateParamsBase:
         "model": config.model,
         "messages": [_message_param(message) for message in request.messages],
     }
+    # Without tools, OpenAI refuses `tool_choice` and `parallel_tool_calls` outright.
     if request.tools:
         params["tools"] = [_tool_param(t.name, t.description, t.parameters) for t in request.tools]
         params["parallel_tool_calls"] = request.parallel_tool_calls
-    if request.tool_choice is not None:
-        params["tool_choice"] = request.tool_choice
+        if request.tool_choice is not None:
+            params["tool_choice"] = request.tool_choice
     reasoning_model = config.model.startswith(_REASONING_MODEL_PREFIXES)
     if config.max_tokens is not None:
         params["max_completion_tokens" if reasoning_model else "max_tokens"] = config.max_tokens

@@ -1,4 +1,5 @@
-"""Retrying a model call: the policy every provider shares.
+"""Retrying a model call, and the timeout before it counts as failed: the policy every
+provider shares.
 
 The SDKs' own retries are off (`max_retries=0`): they sleep on the system clock, which the
 simulator cannot drive, and they cannot know that a streamed answer must not be asked for
@@ -13,6 +14,9 @@ from kelpie.env import Clock, Entropy
 from kelpie.llm._errors import LlmError
 from kelpie.llm._types import LlmClient, LlmDelta, LlmRequest, LlmResponse, OnDelta
 
+# How long a model request may wait on the network (to connect, or for the next bytes of
+# the answer) before it counts as failed. It bounds silences, not a whole streamed answer.
+LLM_REQUEST_TIMEOUT_S: Final = 120.0
 LLM_ATTEMPTS_MAX: Final = 4
 LLM_BACKOFF_BASE_S: Final = 0.5
 LLM_BACKOFF_CAP_S: Final = 20.0

@@ -12,8 +12,8 @@ from kelpie.env import Clock, Config, Entropy
 from kelpie.llm._anthropic import AnthropicClient
 from kelpie.llm._catalog import Provider, configured_providers
 from kelpie.llm._errors import LlmProviderFailed
-from kelpie.llm._openai import LLM_REQUEST_TIMEOUT_S, OpenAIClient
-from kelpie.llm._retry import RetryingLlm
+from kelpie.llm._openai import OpenAIClient
+from kelpie.llm._retry import LLM_REQUEST_TIMEOUT_S, RetryingLlm
 from kelpie.llm._types import LlmClient
 from kelpie.schemas import LlmConfig
 
@@ -60,9 +60,7 @@ class LlmRouter:
         self._clock = clock
         self._entropy = entropy
         self._timeout_s = timeout_s
-        self._clients: dict[
-            tuple[str, str], tuple[OpenAIClient | AnthropicClient, RetryingLlm]
-        ] = {}
+        self._clients: dict[tuple[str, str], tuple[_SdkClient, RetryingLlm]] = {}
 
     def client_for(self, llm: LlmConfig) -> LlmClient:
         provider = self._provider_for(llm)

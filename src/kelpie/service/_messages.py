@@ -75,16 +75,41 @@ class StartedTurn:
     """A turn whose conversation lock is held; `run` runs it and releases the lock."""
 
     def __init__(
-        self, loop: AgentLoop, agent: AgentState, turn: Turn, stack: contextlib.AsyncExitStack
+        self,
+        env: Env,
+        loop: AgentLoop,
+        agent: AgentState,
+        turn: Turn,
+        stack: contextlib.AsyncExitStack,
     ) -> None:
         self.agent = agent
         self.turn = turn
+        self._env = env
         self._loop = loop
         self._stack = stack
 
     async def run(self) -> TurnResult:
         async with self._stack:
-            return await self._loop.run_turn(self.turn)
+            try:
+                return await self._loop.run_turn(self.turn)
+            except Exception as error:
+                await self._fail_run(error)
+                raise
+
+    async def _fail_run(self, error: Exception) -> None:
+        """A turn that died (a storage fault) ends its run failed, so it is not left
+        running; if even that write fails, start-up recovery ends it."""
+        run = self.turn.run
+        failed = run.model_copy(
+            update={
+                "status": "failed",
+                "stop_reason": "error",
+                "completed_at": max(datetime_from_us(self._env.clock.now_us()), run.created_at),
+                "metadata": {"error": {"error_type": "internal_error", "message": str(error)}},
+            }
+        )
+        with contextlib.suppress(Unavailable):
+            await self._env.store.save_run(failed)
 
 
 class MessageService:
@@ -134,7 +159,7 @@ class MessageService:
         except BaseException:
             await stack.aclose()
             raise
-        return StartedTurn(self._loop, agent, turn, stack)
+        return StartedTurn(self._env, self._loop, agent, turn, stack)
 
     async def run_turn(
         self, agent_id: str, request: LettaRequest, run: Run, *, emit: Emit | None = None

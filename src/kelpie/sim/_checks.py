@@ -8,6 +8,9 @@ from kelpie.sim._model import AgentModel, BlockModel, ToolModel
 from kelpie.sim._server import Outcome
 
 RETRYABLE_STATUS: Final = 503
+LLM_FAULTS: Final = frozenset(
+    {"llm_timeout", "llm_error", "llm_rate_limit", "llm_malformed", "llm_empty"}
+)
 _FAILURE_FAULTS: Final = frozenset(
     {"storage_write_failure", "storage_read_failure", "crash_before_commit", "crash_after_commit"}
 )
@@ -86,6 +89,9 @@ def check_agent_body(
 def check_block_body(block: BlockModel, body: dict[str, Any]) -> None:
     what = f"block {block.id}"
     require(body.get("label") == block.label, f"{what}: label {body.get('label')!r}")
+    if block.journal:
+        check_journal(block, body["value"])
+        return
     require(
         block.value.allows(body["value"]), f"{what}: value {body['value']!r}, model {block.value}"
     )
@@ -103,3 +109,18 @@ def check_tool_body(tool: ToolModel, body: dict[str, Any]) -> None:
 
 def sort_key(item: dict[str, Any]) -> tuple[dt.datetime, str]:
     return dt.datetime.fromisoformat(item["created_at"]), item["id"]
+
+
+def check_journal(block: BlockModel, value: str) -> None:
+    """The journal holds exactly the tokens of committed turns, each once."""
+    what = f"journal {block.id}"
+    tokens = [line for line in value.split("\n") if line]
+    require(len(tokens) == len(set(tokens)), f"{what}: a token recorded twice: {tokens}")
+    present = set(tokens)
+    lost = block.tokens_certain - present
+    require(not lost, f"{what}: acknowledged tokens lost: {sorted(lost)}")
+    strangers = present - block.tokens_certain - block.tokens_maybe
+    require(not strangers, f"{what}: tokens no turn wrote: {sorted(strangers)}")
+    # A turn that is over either committed its token or never will: settle.
+    block.tokens_certain = present
+    block.tokens_maybe.clear()

@@ -49,6 +49,9 @@ class AgentModel:
     name: Known[str]
     tags: Known[tuple[str, ...]]
     block_ids: Known[tuple[str, ...]]
+    journal_id: str | None = None
+    # Ids of messages in acknowledged turn replies: they must survive any crash.
+    acked_messages: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -60,6 +63,11 @@ class BlockModel:
     value: Known[str]
     # Ever attached to an agent (possibly): such blocks are never deleted by the workload.
     ever_attached: bool = False
+    # A journal block is edited only by agent turns (memory_insert of one token per turn):
+    # its value must be the fold of the committed turns' tokens.
+    journal: bool = False
+    tokens_certain: set[str] = dataclasses.field(default_factory=set)
+    tokens_maybe: set[str] = dataclasses.field(default_factory=set)
 
 
 @dataclasses.dataclass
@@ -79,3 +87,4 @@ class ClientModel:
     # Creates whose answer was lost: an object we cannot name may exist.
     unknown_agents: int = 0
     tools_created: int = 0
+    turns_sent: int = 0

@@ -1,11 +1,12 @@
 """Bugs planted on purpose, to show the simulator catches the kinds of mistakes it exists
 for (tests and `python -m kelpie.sim --plant NAME`). Each wraps the real store."""
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast, final
 
 from kelpie.schemas import Block
-from kelpie.storage import Store
+from kelpie.storage import StepCommit, Store
 
 # How many later store calls a deferred write waits before it really commits.
 _DEFER_CALLS: Final = 6
@@ -61,7 +62,23 @@ class StaleBlockCache:
         return getattr(self._inner, name)
 
 
+@final
+class LostBlockEdit:
+    """Commits a step's messages but drops its block edits: an acknowledged memory edit
+    is missing from the block."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+
+    async def commit_step(self, commit: StepCommit) -> None:
+        await self._inner.commit_step(dataclasses.replace(commit, blocks_changed=()))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 PLANTED_BUGS: Final[dict[str, Callable[[Store], Store]]] = {
+    "lost_block_edit": lambda store: cast(Store, LostBlockEdit(store)),
     "ack_before_commit": lambda store: cast(Store, AckBeforeCommit(store)),
     "stale_block_cache": lambda store: cast(Store, StaleBlockCache(store)),
 }

@@ -15,10 +15,11 @@ import httpx
 
 from kelpie.api import create_app
 from kelpie.env import Config, Entropy, Env
-from kelpie.llm import LlmRequest, LlmResponse, ProviderCatalog, ScriptedProviders, Usage
+from kelpie.llm import ProviderCatalog
 from kelpie.service import prepare
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import FaultPlan
+from kelpie.sim._llm import LlmFaultInjector, SimModel
 from kelpie.sim._store import FaultyStore, RequestFaults, SimCrash, current_request
 from kelpie.storage import SqliteStore, Store
 
@@ -63,6 +64,9 @@ class SimServer:
         self._data_dir = data_dir
         self._entropy = entropy
         self._fault_entropy = entropy.fork("faults/storage")
+        # One model for the whole run: its fault stream continues across restarts.
+        self.llm_faults = LlmFaultInjector(plan, entropy.fork("faults/llm"))
+        self._model = SimModel(self.llm_faults)
         self.plan = plan
         self._clock = clock
         self._store_wrapper = store_wrapper
@@ -94,17 +98,12 @@ class SimServer:
             config=config,
             store=self._faulty.as_store(),
             models=ProviderCatalog(config, self._clock),
-            llm=ScriptedProviders(self._llm_script),
+            llm=self._model,
         )
         await self._prepare(env)
         self._client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=create_app(env)), base_url="http://kelpie.sim"
         )
-
-    @staticmethod
-    def _llm_script(request: LlmRequest) -> LlmResponse:
-        """The simulated model: a plain reply (the workload sends no messages yet)."""
-        return LlmResponse(content="OK", tool_calls=(), finish_reason="stop", usage=Usage())
 
     async def _prepare(self, env: Env) -> None:
         """Start-up may itself hit faults; a real operator restarts until it comes up."""
@@ -134,6 +133,7 @@ class SimServer:
 
     def set_plan(self, plan: FaultPlan) -> None:
         self.plan = plan
+        self.llm_faults.plan = plan
         if self._faulty is not None:
             self._faulty._plan = plan
 

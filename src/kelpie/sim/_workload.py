@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from kelpie.env import Entropy
 from kelpie.sim._checks import (
+    LLM_FAULTS,
     acknowledged,
     check_agent_body,
     check_block_body,
@@ -22,6 +23,7 @@ from kelpie.sim._checks import (
 )
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import CLOCK_JUMP_S_MAX, FaultPlan
+from kelpie.sim._llm import JOURNAL_LABEL, TOKEN_MARK
 from kelpie.sim._model import AgentModel, BlockModel, ClientModel, Known, ToolModel
 from kelpie.sim._server import Outcome
 
@@ -34,6 +36,7 @@ _LABELS: Final = ("human", "persona", "notes", "todo", "facts", "plan")
 _TAGS: Final = ("red", "green", "blue", "gold")
 _WORDS: Final = ("kelp", "tide", "reef", "gull", "surf", "foam", "shell", "drift")
 _INCLUDE: Final = {"include": ["agent.tags", "agent.blocks"]}
+JOURNAL_LIMIT_CHARS: Final = 100_000
 
 
 class Trace:
@@ -87,6 +90,7 @@ class Client:
             (3, self.update_tool),
             (2, self.delete_tool),
             (8, self.bad_input),
+            (12, self.send_message),
         )
         self._weight_total = sum(weight for weight, _ in self._operations)
 
@@ -126,6 +130,7 @@ class Client:
     async def create_agent(self) -> None:
         labels = [label for label in _LABELS[:3] if self._entropy.random() < 0.5]
         blocks = [{"label": label, "value": self._text(3), "limit": 200} for label in labels]
+        blocks.append({"label": JOURNAL_LABEL, "value": "", "limit": JOURNAL_LIMIT_CHARS})
         tags = sorted({self.model.tag, self._pick(_TAGS)})
         name = f"{self.name}-{self._text(1)}"
         body = {"name": name, "model": MODEL_HANDLE, "tags": tags, "memory_blocks": blocks}
@@ -143,6 +148,7 @@ class Client:
                 exists=Known(True),
                 value=Known(block["value"]),
                 ever_attached=True,
+                journal=block["label"] == JOURNAL_LABEL,
             )
         agent = AgentModel(
             id=created["id"],
@@ -150,6 +156,7 @@ class Client:
             name=Known(name),
             tags=Known(tuple(tags)),
             block_ids=Known(tuple(sorted(b["id"] for b in created["blocks"]))),
+            journal_id=next(b["id"] for b in created["blocks"] if b["label"] == JOURNAL_LABEL),
         )
         self.model.agents[agent.id] = agent
         check_agent_body(agent, created, self.model.blocks)
@@ -208,7 +215,9 @@ class Client:
         pairs: list[tuple[AgentModel, BlockModel]] = []
         for agent in self._existing(self.model.agents):
             if agent.block_ids.certain:
-                pairs.extend((agent, self.model.blocks[b]) for b in agent.block_ids.value)
+                blocks = [self.model.blocks[b] for b in agent.block_ids.value]
+                # Journals change only through turns (the reference model counts on it).
+                pairs.extend((agent, block) for block in blocks if not block.journal)
         return pairs
 
     async def update_core_block(self) -> None:
@@ -248,7 +257,8 @@ class Client:
             check_block_body(block, created)
 
     async def update_block(self) -> None:
-        block: BlockModel | None = self._pick(self._existing(self.model.blocks))
+        candidates = [b for b in self._existing(self.model.blocks) if not b.journal]
+        block: BlockModel | None = self._pick(candidates)
         if block is None:
             return
         value = self._text(3)[: block.limit]
@@ -359,6 +369,26 @@ class Client:
         if acknowledged(outcome, "delete_tool", 200):
             tool.exists.acknowledge(False)
 
+    # Agent turns ----------------------------------------------------------------------
+
+    async def send_message(self) -> None:
+        agents = [a for a in self._existing(self.model.agents) if a.journal_id is not None]
+        agent: AgentModel | None = self._pick(agents)
+        if agent is None or agent.journal_id is None:
+            return
+        journal = self.model.blocks[agent.journal_id]
+        self.model.turns_sent += 1
+        token = f"{self.name}t{self.model.turns_sent}"
+        journal.tokens_maybe.add(token)
+        body = {"messages": [{"role": "user", "content": f"please record {TOKEN_MARK}{token}"}]}
+        url = f"/v1/agents/{agent.id}/messages"
+        outcome = await self.send("send_message", "POST", url, json=body)
+        if not acknowledged(outcome, "send_message", 200, 404):
+            return
+        if not check_exists(agent, outcome.status or 0, "send_message"):
+            return
+        check_turn(journal, agent, token, outcome)
+
     # Bad input: a clear 4xx, and nothing changes -------------------------------------
 
     async def bad_input(self) -> None:
@@ -446,11 +476,53 @@ def check_agent_listing(
     )
 
 
+def check_turn(journal: BlockModel, agent: AgentModel, token: str, outcome: Outcome) -> None:
+    """An acknowledged turn: its replies are kept, and its token is in the journal exactly
+    when its memory_insert succeeded."""
+    body = outcome.body
+    stop = body["stop_reason"]["stop_reason"]
+    messages = body["messages"]
+    recorded = any(
+        m["message_type"] == "tool_return_message" and m.get("status") == "success"
+        for m in messages
+    )
+    if not LLM_FAULTS.intersection(outcome.faults):
+        require(stop == "end_turn", f"send_message: stop {stop} with no fault: {body}")
+        require(recorded, f"send_message: token {token} not recorded with no fault: {messages}")
+    if recorded:
+        journal.tokens_certain.add(token)
+    journal.tokens_maybe.discard(token)
+    agent.acked_messages.extend(dict.fromkeys(m["id"] for m in messages))
+
+
+async def check_turn_records(client: Client, agent: AgentModel) -> None:
+    """No run is left running while no turn is in flight; acknowledged replies survive."""
+    params: dict[str, Any] = {"agent_id": agent.id, "statuses": ["running", "created"]}
+    outcome = await client.send("audit_runs", "GET", "/v1/runs/", params=params)
+    if acknowledged(outcome, "audit runs", 200):
+        require(outcome.body == [], f"agent {agent.id}: runs left running: {outcome.body}")
+    seen: set[str] = set()
+    params = {"limit": 1000, "order": "asc"}
+    for _ in range(LIST_PAGES_MAX):
+        url = f"/v1/agents/{agent.id}/messages"
+        outcome = await client.send("audit_messages", "GET", url, params=params)
+        if not acknowledged(outcome, "audit messages", 200):
+            return
+        if not outcome.body:
+            break
+        seen.update(item["id"] for item in outcome.body)
+        params = {**params, "after": outcome.body[-1]["id"]}
+    lost = [i for i in agent.acked_messages if i not in seen]
+    require(not lost, f"agent {agent.id}: acknowledged messages lost: {lost[:3]}")
+
+
 async def audit(clients: Sequence[Client]) -> None:
     """Reads back every object every client knows of: acknowledged writes must be there."""
     for client in clients:
         for agent in list(client.model.agents.values()):
             await check_agent(client, agent)
+            if agent.exists.certain and agent.exists.value:
+                await check_turn_records(client, agent)
         for block in list(client.model.blocks.values()):
             await check_block(client, block)
         for tool in list(client.model.tools.values()):
