@@ -325,9 +325,7 @@ class LlmScript:
 @pytest.fixture
 def script(llm_server: str) -> Iterator[LlmScript]:
     """The fake LLM's script, cleared for this test: enqueue exactly what the test needs."""
-    with httpx.Client(
-        base_url=llm_server.removesuffix("/v1"), timeout=CLIENT_TIMEOUT_S
-    ) as control:
+    with httpx.Client(base_url=llm_server.removesuffix("/v1"), timeout=CLIENT_TIMEOUT_S) as control:
         llm = LlmScript(control)
         llm.clear()
         yield llm

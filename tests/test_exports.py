@@ -44,6 +44,7 @@ PUBLIC_SURFACES: Final[dict[str, tuple[str, ...]]] = {
         "system_entropy",
     ),
     "kelpie.llm": (
+        "ANTHROPIC_MAX_TOKENS_DEFAULT",
         "LLM_ATTEMPTS_MAX",
         "LLM_REQUEST_TIMEOUT_S",
         "LOCAL_EMBEDDING",

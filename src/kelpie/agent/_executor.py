@@ -66,6 +66,8 @@ class ToolExecutor:
         self.created: dict[str, Block] = {}
         self.detached: list[str] = []
         self.passages: list[Passage] = []
+        # Set when a tool changed any block; the loop recompiles the prompt and clears it.
+        self.memory_changed = False
 
     async def execute(self, call: ToolCall, tool: Tool | None) -> ToolOutcome:
         try:
@@ -115,6 +117,7 @@ class ToolExecutor:
         if edit.error is not None:
             return edit.error, False
         self._apply(edit)
+        self.memory_changed = True
         return edit.returned, True
 
     def _apply(self, edit: MemoryEdit) -> None:

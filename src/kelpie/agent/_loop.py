@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from kelpie.agent._executor import ToolExecutor, ToolOutcome
 from kelpie.agent._prompt import compile_system_prompt, uses_line_numbers
-from kelpie.agent._render import expand, item_otid
+from kelpie.agent._render import SEND_MESSAGE_TOOL, expand, item_otid
 from kelpie.agent._returns import exception_text, package_return, truncate_return
 from kelpie.agent._rules import ToolRuleSolver
 from kelpie.agent._turn import Turn, TurnResult, to_chat
@@ -90,6 +90,7 @@ class AgentLoop:
 class _Step:
     id: str
     start: int  # index in runner.new of the step's first message
+    usage: Usage = dataclasses.field(default_factory=Usage)
 
 
 class _TurnRunner:
@@ -147,10 +148,12 @@ class _TurnRunner:
         allowed, must_call = self._solver.allowed(
             list(self._tools), self._called, self._last_output
         )
+        specs = [self._spec(self._tools[name]) for name in allowed]
+        specs += [spec for spec in turn.client_tools if spec.name not in self._tools]
         request = LlmRequest(
             config=turn.llm_config,
             messages=tuple(to_chat([self._system, *self._history, *self.new])),
-            tools=tuple(self._spec(self._tools[name]) for name in allowed),
+            tools=tuple(specs),
             tool_choice="required" if must_call and allowed else None,
             parallel_tool_calls=bool(turn.llm_config.parallel_tool_calls),
         )
@@ -158,6 +161,7 @@ class _TurnRunner:
         streamer = _DeltaStreamer(self, assistant_id, step.id) if turn.stream_tokens else None
         response = await turn.llm.complete(request, streamer.on_delta if streamer else None)
         self._usage = add_usage(self._usage, response.usage)
+        step.usage = response.usage
         self._steps += 1
         self.new.append(self._assistant(assistant_id, step.id, response))
         stop = await self._after_response(response, step.id)
@@ -184,7 +188,8 @@ class _TurnRunner:
             outcome = await self._run_tool(call)
             self._record_return(call, outcome, step_id)
             if call.name in self._solver.terminal:
-                stop = "tool_rule"
+                # A reply through send_message is an ordinary end of turn.
+                stop = "end_turn" if call.name == SEND_MESSAGE_TOOL else "tool_rule"
             if self._heartbeat:
                 wants = outcome.arguments.get("request_heartbeat") is True
                 continuing = call.name in self._solver.continuing
@@ -293,11 +298,12 @@ class _TurnRunner:
             line_numbered=uses_line_numbers(agent.agent_type, turn.llm_config.model_endpoint_type),
         )
         # Recompiled only when memory changed: the timestamp alone is no reason to rewrite.
-        if self._system_dirty or self._executor.changed or self._executor.created:
+        if self._system_dirty or self._executor.memory_changed:
             if text != self._system.text:
                 self._system = self._system.model_copy(update={"text": text})
                 self._committed.discard(self._system.id)
             self._system_dirty = False
+            self._executor.memory_changed = False
 
     # Runs, commits, events ---------------------------------------------------------------
 
@@ -341,9 +347,17 @@ class _TurnRunner:
         if step is None and not pending and run is None:
             return
         ids = [self._system.id, *(m.id for m in self._history), *(m.id for m in self.new)]
-        agent = self._turn.agent.model_copy(
-            update={"message_ids": ids, "updated_at": max(self._now(), self._turn.agent.updated_at)}
-        )
+        changes: dict[str, Any] = {
+            "message_ids": ids,
+            "updated_at": max(self._now(), self._turn.agent.updated_at),
+        }
+        if run is not None and run.status != "running":
+            changes.update(
+                last_stop_reason=run.stop_reason,
+                last_run_completion=run.completed_at,
+                last_run_duration_ms=(run.total_duration_ns or 0) // 1_000_000,
+            )
+        agent = self._turn.agent.model_copy(update=changes)
         record = None
         if step is not None:
             record = Step(
@@ -353,9 +367,9 @@ class _TurnRunner:
                 model=self._turn.llm_config.model,
                 model_endpoint=self._turn.llm_config.model_endpoint,
                 provider_name=self._turn.llm_config.provider_name,
-                prompt_tokens=self._usage.prompt_tokens,
-                completion_tokens=self._usage.completion_tokens,
-                total_tokens=self._usage.total_tokens,
+                prompt_tokens=step.usage.prompt_tokens,
+                completion_tokens=step.usage.completion_tokens,
+                total_tokens=step.usage.total_tokens,
                 created_at=self._now(),
             )
         executor = self._executor

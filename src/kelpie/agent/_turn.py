@@ -4,7 +4,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from kelpie.llm import ChatMessage, LlmClient, LlmError, ToolCall, Usage
+from kelpie.llm import ChatMessage, LlmClient, LlmError, ToolCall, ToolSpec, Usage
 from kelpie.schemas import AgentState, Block, LlmConfig, Message, Run, StopReason, Tool
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -25,6 +25,8 @@ class Turn:
     stream_tokens: bool = False
     emit: Emit | None = None
     client_tool_names: frozenset[str] = frozenset()
+    # Tools the client runs itself, offered to the model for this turn only.
+    client_tools: tuple[ToolSpec, ...] = ()
     system_override: str | None = None
     use_assistant_message: bool = True
     recall_count: int = 0

@@ -13,7 +13,7 @@ from kelpie.agent import usage_statistics
 from kelpie.env import Env
 from kelpie.errors import KelpieError
 from kelpie.llm import LlmError
-from kelpie.schemas import StopReasonOut
+from kelpie.schemas import StopReasonOut, datetime_from_us
 from kelpie.service import StartedTurn
 
 PING_INTERVAL_S: Final = 20.0
@@ -38,7 +38,7 @@ async def turn_events(
     task.add_done_callback(lambda _: queue.put_nowait(_DONE))
 
     def ping() -> ServerSentEvent:
-        now = env.clock.now_us()
+        now = datetime_from_us(env.clock.now_us()).isoformat()
         return _data({"message_type": "ping", "id": f"ping-{run.id}", "run_id": run.id,
                       "date": now})  # fmt: skip
 

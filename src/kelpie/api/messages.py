@@ -10,7 +10,7 @@ from kelpie.api._deps import ServicesDep
 from kelpie.api._params import page_params
 from kelpie.api._routing import LettaRouter, checked_id, json_response
 from kelpie.api._streams import turn_events
-from kelpie.errors import ValidationFailed
+from kelpie.errors import Conflict, ValidationFailed
 from kelpie.schemas import (
     AGENT_PREFIX,
     AgentState,
@@ -89,7 +89,10 @@ async def cancel_messages(
     services: ServicesDep,
     run_ids: Annotated[list[str] | None, Body(embed=True)] = None,
 ) -> dict[str, str]:
-    return services.messages.cancel(_agent_id(agent_id), run_ids)
+    cancelled = services.messages.cancel(_agent_id(agent_id), run_ids)
+    if not cancelled:
+        raise Conflict("No active runs to cancel")
+    return cancelled
 
 
 @router.get("/{agent_id}/messages", response_model=list[LettaMessage])
@@ -114,3 +117,8 @@ async def list_messages(
 @router.patch("/{agent_id}/reset-messages", response_model=AgentState)
 async def reset_messages(agent_id: str, services: ServicesDep) -> Response:
     return json_response(await services.messages.reset(_agent_id(agent_id)))
+
+
+@router.get("/{agent_id}/context")
+async def agent_context(agent_id: str, services: ServicesDep) -> dict[str, Any]:
+    return await services.messages.context(_agent_id(agent_id))

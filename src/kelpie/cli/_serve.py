@@ -1,16 +1,51 @@
 """`kelpie serve`: open the store, prepare, and serve HTTP until interrupted."""
 
 import asyncio
+import importlib
 import logging
 import os
+import threading  # noqa: TID251 - production start-up only; see _warm_provider_sdks
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 import click
 
+if TYPE_CHECKING:
+    import uvicorn
+
 from kelpie.cli._env import open_env
 from kelpie.env import Config
+from kelpie.llm import LlmRouter
 
 log = logging.getLogger("kelpie")
+
+
+SDK_WARM_DELAY_S: Final = 1.0
+
+
+async def _warm_when_serving(server: "uvicorn.Server", config: Config) -> None:
+    """Once the server answers, imports the configured providers' SDKs on a thread: they
+    take most of a second to import, which would otherwise land on the first message, and
+    importing them before the socket is bound would delay start-up."""
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(SDK_WARM_DELAY_S)
+    _warm_provider_sdks(config)
+
+
+def _warm_provider_sdks(config: Config) -> None:
+    used = {
+        "openai": config.openai_api_key or config.openai_base_url,
+        "anthropic": config.anthropic_api_key,
+    }
+    modules = [name for name, configured in used.items() if configured]
+
+    def work() -> None:
+        for name in modules:
+            importlib.import_module(name)
+
+    if modules:
+        threading.Thread(target=work, name="kelpie-warm-sdks", daemon=True).start()
 
 
 async def _serve(config: Config, log_level: str) -> None:
@@ -32,8 +67,12 @@ async def _serve(config: Config, log_level: str) -> None:
                 timeout_graceful_shutdown=5,
             )
         )
+        warm = asyncio.ensure_future(_warm_when_serving(server, config))
         await server.serve()
+        warm.cancel()
     finally:
+        if isinstance(env.llm, LlmRouter):
+            await env.llm.aclose()
         await env.store.close()
 
 

@@ -1,13 +1,16 @@
 """Agents: create, read, update, delete, and their blocks, tools and tags."""
 
+import datetime as dt
 from collections.abc import Callable, Collection, Sequence
 from typing import Final, TypeVar
 
+from kelpie.agent import compile_system_prompt
 from kelpie.env import Env
 from kelpie.errors import InvalidInput, NotFound
 from kelpie.schemas import (
     AGENT_PREFIX,
     AGENT_TAG_CHARS_MAX,
+    MESSAGE_PREFIX,
     AgentConfig,
     AgentCreate,
     AgentFields,
@@ -16,6 +19,7 @@ from kelpie.schemas import (
     Block,
     BlockUpdate,
     LlmConfig,
+    Message,
     Secret,
     Tool,
     datetime_from_us,
@@ -225,12 +229,15 @@ class AgentService:
             updated_at=now,
         )
         tags = _unique_tags(request.tags or [])
+        system = self._system_message(agent, blocks, now)
+        agent.message_ids = [system.id]
         await self._env.store.insert_agent(
             agent,
             new_blocks=new_blocks,
             block_ids=[block.id for block in blocks],
             tool_ids=tool_ids,
             tags=tags,
+            messages=[system],
         )
         # Built from what was just written: the store hands back the same on a read.
         unique_tools = list({tool.id: tool for tool in tools}.values())
@@ -240,6 +247,28 @@ class AgentService:
             tags=sorted(tags),
             blocks=sorted(blocks, key=_block_order),
             tools=sorted(unique_tools, key=_tool_order),
+        )
+
+    def _system_message(
+        self, agent: AgentState, blocks: Sequence[Block], now: dt.datetime
+    ) -> Message:
+        """The compiled system prompt, stored as the agent's first message (Letta keeps it
+        at `message_ids[0]` from creation on)."""
+        text = compile_system_prompt(
+            system=agent.system,
+            blocks=blocks,
+            agent_type=agent.agent_type,
+            agent_id=agent.id,
+            recompiled_at=now,
+            timezone=agent.timezone or "UTC",
+            tool_rules=agent.tool_rules,
+        )
+        return Message(
+            id=self._env.entropy.new_id(MESSAGE_PREFIX),
+            agent_id=agent.id,
+            role="system",
+            text=text,
+            created_at=now,
         )
 
     async def update(self, agent_id: str, request: AgentUpdate) -> AgentState:

@@ -2,16 +2,19 @@
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 from kelpie.agent import AgentLoop, Emit, Turn, TurnResult, archive_id_of, expand_all
 from kelpie.env import Env
-from kelpie.errors import InvalidInput, NotFound, Unavailable, ValidationFailed
+from kelpie.errors import Conflict, InvalidInput, NotFound, Unavailable, ValidationFailed
+from kelpie.llm import ToolSpec
 from kelpie.runtime import AgentRuntime
 from kelpie.schemas import (
     RUN_PREFIX,
     AgentState,
+    AgentUpdate,
     LettaMessage,
     LettaRequest,
     LettaResponse,
@@ -28,6 +31,7 @@ from kelpie.storage import Page, RunQuery
 
 DEFAULT_CONVERSATION: Final = "default"
 RUN_TASKS_MAX: Final = 10_000
+CHARS_PER_TOKEN: Final = 4
 
 
 def _text_of(content: str | list[Any]) -> tuple[str, list[dict[str, Any]] | None]:
@@ -69,6 +73,17 @@ def input_messages(request: LettaRequest) -> list[dict[str, Any]]:
             }
         )
     return fields
+
+
+class AwaitingApproval(Conflict):
+    """Letta's 409 while a tool call waits for approval; letta-code matches the wording."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            "Cannot send a new message: The agent is waiting for approval on a tool call."
+            " Please approve or deny the pending request before continuing."
+        )
+        self.pending_request_id = request_id
 
 
 class StartedTurn:
@@ -149,6 +164,7 @@ class MessageService:
         reason to refuse (400, 404, 409) is raised here, before a stream starts."""
         fields = input_messages(request)
         agent = await self._agents.retrieve(agent_id, ("agent.blocks", "agent.tools"))
+        await self._refuse_while_awaiting_approval(agent)
         stack = contextlib.AsyncExitStack()
         activation = await stack.enter_async_context(
             self._runtime.turn(agent_id, run.conversation_id, run.id)
@@ -160,6 +176,13 @@ class MessageService:
             await stack.aclose()
             raise
         return StartedTurn(self._env, self._loop, agent, turn, stack)
+
+    async def _refuse_while_awaiting_approval(self, agent: AgentState) -> None:
+        if not agent.message_ids:
+            return
+        found = await self._env.store.get_messages(agent.message_ids[-1:])
+        if found and found[0].approval_request:
+            raise AwaitingApproval(found[0].id)
 
     async def run_turn(
         self, agent_id: str, request: LettaRequest, run: Run, *, emit: Emit | None = None
@@ -194,6 +217,14 @@ class MessageService:
             stream_tokens=request.stream_tokens,
             emit=emit,
             client_tool_names=frozenset(client_tools),
+            client_tools=tuple(
+                ToolSpec(
+                    name=tool.name,
+                    description=tool.description or "",
+                    parameters=tool.parameters or {"type": "object", "properties": {}},
+                )
+                for tool in request.client_tools or []
+            ),
             system_override=request.override_system,
             use_assistant_message=request.use_assistant_message,
             recall_count=max(0, len(agent.message_ids) - 1),
@@ -244,11 +275,45 @@ class MessageService:
         return render(agent, messages, include_types, use_assistant_message)
 
     async def reset(self, agent_id: str) -> AgentState:
+        """Forgets the agent's history; its system message stays."""
         agent = await self._agents.retrieve(agent_id, ())
-        await self._env.store.delete_agent_messages(agent_id, [])
-        from kelpie.schemas import AgentUpdate
+        keep = agent.message_ids[:1]
+        await self._env.store.delete_agent_messages(agent_id, keep)
+        return await self._agents.update(agent.id, AgentUpdate(message_ids=keep))
 
-        return await self._agents.update(agent.id, AgentUpdate(message_ids=[]))
+    async def context(self, agent_id: str) -> dict[str, Any]:
+        """Letta's ContextWindowOverview, with tokens estimated at four characters each
+        (Kelpie does not ship a tokenizer per model)."""
+        agent = await self._agents.retrieve(agent_id, ("agent.blocks", "agent.tools"))
+        in_context = await self._env.store.get_messages(agent.message_ids)
+        has_system = bool(in_context) and in_context[0].role == "system"
+        system = (in_context[0].text or "") if has_system else ""
+        core = "\n".join(f"<{b.label}>\n{b.value}\n</{b.label}>" for b in agent.blocks)
+        functions = [tool.json_schema or {} for tool in agent.tools]
+        function_chars = sum(len(json.dumps(f)) for f in functions)
+        message_chars = sum(len(m.text or "") for m in in_context[1:])
+        tokens = {
+            "num_tokens_system": len(system) // CHARS_PER_TOKEN,
+            "num_tokens_core_memory": len(core) // CHARS_PER_TOKEN,
+            "num_tokens_messages": message_chars // CHARS_PER_TOKEN,
+            "num_tokens_functions_definitions": function_chars // CHARS_PER_TOKEN,
+            "num_tokens_summary_memory": 0,
+            "num_tokens_external_memory_summary": 0,
+        }
+        return {
+            "context_window_size_max": agent.llm_config.context_window,
+            "context_window_size_current": sum(tokens.values()),
+            "num_messages": len(in_context),
+            "num_archival_memory": await self._env.store.count_passages(archive_id_of(agent.id)),
+            "num_recall_memory": await self._env.store.count_messages(agent.id),
+            **tokens,
+            "external_memory_summary": "",
+            "summary_memory": None,
+            "system_prompt": system,
+            "core_memory": core,
+            "functions_definitions": functions,
+            "messages": [m.model_dump(mode="json") for m in in_context],
+        }
 
     # Runs -----------------------------------------------------------------------------
 

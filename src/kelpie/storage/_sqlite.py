@@ -17,6 +17,7 @@ from kelpie.schemas import (
     AgentConfig,
     AgentState,
     Block,
+    Message,
     Tool,
     datetime_from_us,
     us_from_datetime,
@@ -147,6 +148,7 @@ class SqliteStore(RunRows):
         block_ids: Sequence[str],
         tool_ids: Sequence[str],
         tags: Sequence[str],
+        messages: Sequence[Message] = (),
     ) -> None:
         created = us_from_datetime(agent.created_at)
         with self._tx() as db:
@@ -168,6 +170,7 @@ class SqliteStore(RunRows):
             self._set_agent_blocks(db, agent.id, block_ids, created)
             self._set_agent_tools(db, agent.id, tool_ids, created)
             self._set_agent_tags(db, agent.id, tags)
+            self._insert_messages(db, messages)
 
     async def get_agent(self, agent_id: str) -> AgentState | None:
         rows = self._read("SELECT data FROM agents WHERE id = ?", (agent_id,))

@@ -26,6 +26,7 @@ class Store(Protocol):
         block_ids: Sequence[str],
         tool_ids: Sequence[str],
         tags: Sequence[str],
+        messages: Sequence[Message] = (),
     ) -> None: ...
     async def get_agent(self, agent_id: str) -> AgentState | None: ...
     async def update_agent(

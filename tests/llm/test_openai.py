@@ -1,0 +1,125 @@
+"""The Chat Completions requests OpenAIClient sends, as the fake server received them."""
+
+from __future__ import annotations
+
+import pytest
+
+from kelpie.llm import ChatMessage, LlmProviderFailed, ToolCall
+
+from ._support import TIME_TOOL, WEATHER_TOOL, FakeLlm, chat_request, complete
+
+
+class TestRequestShape:
+    def test_messages_of_every_role(self, fake_llm: FakeLlm) -> None:
+        call = ToolCall("call_1", "get_weather", '{"city": "Oslo"}')
+        history = (
+            ChatMessage("system", "You are terse."),
+            ChatMessage("user", "Weather in Oslo?"),
+            ChatMessage("assistant", "Checking.", tool_calls=(call,)),
+            ChatMessage("tool", '{"temp_c": 3}', tool_call_id="call_1"),
+        )
+
+        complete(fake_llm.provider("openai"), chat_request(*history, tools=(WEATHER_TOOL,)))
+
+        assert fake_llm.last_body()["messages"] == [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Weather in Oslo?"},
+            {
+                "role": "assistant",
+                "content": "Checking.",
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 3}'},
+        ]
+
+    def test_tools_choice_and_parallelism(self, fake_llm: FakeLlm) -> None:
+        request = chat_request(
+            tools=(WEATHER_TOOL, TIME_TOOL), tool_choice="required", parallel_tool_calls=True
+        )
+
+        complete(fake_llm.provider("openai"), request)
+
+        body = fake_llm.last_body()
+        assert body["tools"][0] == {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Looks up the weather.",
+                "parameters": WEATHER_TOOL.parameters,
+            },
+        }
+        assert [tool["function"]["name"] for tool in body["tools"]] == ["get_weather", "get_time"]
+        assert body["tool_choice"] == "required"
+        assert body["parallel_tool_calls"] is True
+
+    def test_without_tools_no_tool_fields_are_sent(self, fake_llm: FakeLlm) -> None:
+        request = chat_request(tool_choice="required", parallel_tool_calls=True)
+
+        complete(fake_llm.provider("openai"), request)
+
+        body = fake_llm.last_body()
+        assert "tools" not in body
+        assert "tool_choice" not in body
+        assert "parallel_tool_calls" not in body
+
+    def test_max_tokens_and_temperature_when_set(self, fake_llm: FakeLlm) -> None:
+        complete(fake_llm.provider("openai"), chat_request(max_tokens=256, temperature=0.2))
+
+        body = fake_llm.last_body()
+        assert body["max_tokens"] == 256
+        assert body["temperature"] == 0.2
+
+    def test_unset_sampling_fields_are_left_to_the_server(self, fake_llm: FakeLlm) -> None:
+        complete(fake_llm.provider("openai"), chat_request())
+
+        body = fake_llm.last_body()
+        assert "max_tokens" not in body
+        assert "temperature" not in body
+
+    def test_reasoning_models_get_max_completion_tokens_and_no_temperature(
+        self, fake_llm: FakeLlm
+    ) -> None:
+        request = chat_request(model="o3-mini", max_tokens=256, temperature=0.7)
+
+        complete(fake_llm.provider("openai"), request)
+
+        body = fake_llm.last_body()
+        assert body["max_completion_tokens"] == 256
+        assert "max_tokens" not in body
+        assert "temperature" not in body
+
+    def test_streaming_asks_for_usage(self, fake_llm: FakeLlm) -> None:
+        complete(fake_llm.provider("openai"), chat_request(), stream=True)
+
+        body = fake_llm.last_body()
+        assert body["stream"] is True
+        assert body["stream_options"] == {"include_usage": True}
+
+    def test_api_key_is_sent_as_bearer(self, fake_llm: FakeLlm) -> None:
+        complete(fake_llm.provider("openai"), chat_request())
+
+        assert fake_llm.requests()[-1]["headers"]["authorization"] == "Bearer sk-test"
+
+
+def test_error_event_in_a_stream_is_a_retryable_failure(fake_llm: FakeLlm) -> None:
+    fake_llm.script({"content": "Cut short.", "stream_error": {"after_events": 2}})
+
+    with pytest.raises(LlmProviderFailed) as caught:
+        complete(fake_llm.provider("openai"), chat_request(), stream=True)
+
+    assert caught.value.retryable
+
+
+def test_malformed_arguments_reach_the_caller_untouched(fake_llm: FakeLlm) -> None:
+    broken = {"id": "call_9", "name": "get_weather", "arguments": '{"city": "Os'}
+    fake_llm.script({"tool_calls": [broken]})
+
+    response, _ = complete(fake_llm.provider("openai"), chat_request(tools=(WEATHER_TOOL,)))
+
+    assert response.tool_calls == (ToolCall("call_9", "get_weather", '{"city": "Os'),)
