@@ -23,7 +23,11 @@ class Services:
     @classmethod
     def build(cls, env: Env) -> "Services":
         agents = AgentService(env)
-        runtime = AgentRuntime(env.clock)
+        runtime = AgentRuntime(
+            env.clock,
+            active_max=env.config.active_agents_max,
+            idle_timeout_s=env.config.idle_timeout_s,
+        )
         return cls(
             agents=agents,
             blocks=BlockService(env),

@@ -30,6 +30,9 @@ class Config:
     context_window_default: int = 128_000
     # When set, every request except health must carry it (Letta's password mode).
     server_password: str | None = None
+    # Virtual actors: how many agents stay activated, and after how long idle they go.
+    active_agents_max: int = 10_000
+    idle_timeout_s: float = 300.0
 
     @property
     def database_url(self) -> str:
@@ -59,5 +62,9 @@ class Config:
         }
         if (window := get("KELPIE_CONTEXT_WINDOW_DEFAULT")) is not None:
             values["context_window_default"] = int(window)
+        if (active := get("KELPIE_ACTIVE_AGENTS_MAX")) is not None:
+            values["active_agents_max"] = int(active)
+        if (idle := get("KELPIE_IDLE_TIMEOUT_S")) is not None:
+            values["idle_timeout_s"] = float(idle)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]  # keys are the dataclass fields above

@@ -80,17 +80,20 @@ class AgentRuntime:
             self.activations_total += 1
         activation.last_used_s = now
         self._active.move_to_end(agent_id)
-        self._put_away(now)
+        self._put_away(now, keep=agent_id)
         assert self._active[agent_id] is activation, "one activation per agent"
         return activation
 
-    def _put_away(self, now: float) -> None:
+    def _put_away(self, now: float, *, keep: str) -> None:
         """Deactivates idle activations past the timeout, then least-recently-used idle
-        ones while over the cap. Busy activations are never put away."""
+        ones while over the cap. Busy activations, and `keep` (being activated), stay; the
+        cap may be exceeded while every other activation is busy."""
         for agent_id, activation in list(self._active.items()):
+            if agent_id == keep or not activation.idle:
+                continue
             over_cap = len(self._active) > self._active_max
             expired = now - activation.last_used_s > self._idle_timeout_s
-            if activation.idle and (over_cap or expired):
+            if over_cap or expired:
                 del self._active[agent_id]
 
     @contextlib.asynccontextmanager
