@@ -49,7 +49,8 @@ LIST_PATH_INDEXES: Final = (
     "passages_by_archive",
 )
 INITIAL_SQL: Final = "0001_initial.sql"
-_CREATE_INDEX: Final = re.compile(r"CREATE INDEX (\w+) ON (\w+) \(([^)]*)\);")
+# A partial index (`... WHERE <condition>;`) is matched too.
+_CREATE_INDEX: Final = re.compile(r"CREATE INDEX (\w+) ON (\w+) \(([^)]*)\)(?: WHERE [^;]*)?;")
 
 
 def _initial_indexes() -> dict[str, tuple[str, tuple[str, ...]]]:

@@ -95,8 +95,9 @@ CREATE TABLE messages (
     data            TEXT NOT NULL
 );
 CREATE INDEX messages_by_agent_conversation ON messages (agent_id, conversation_id, created_at, id);
-CREATE INDEX messages_by_run ON messages (run_id, created_at, id);
-CREATE INDEX messages_by_step ON messages (step_id);
+-- Partial: messages outside a run (the system message) never touch these two.
+CREATE INDEX messages_by_run ON messages (run_id, created_at, id) WHERE run_id IS NOT NULL;
+CREATE INDEX messages_by_step ON messages (step_id) WHERE step_id IS NOT NULL;
 
 CREATE TABLE runs (
     id              TEXT PRIMARY KEY,
