@@ -363,3 +363,39 @@ class TestSharedBlocks:
         client.agents.blocks.detach(block.id, agent_id=agent.id)
 
         assert client.blocks.agents.list(block.id).items == []
+
+
+def _system_text(client: Letta, agent_id: str) -> str:
+    first = next(iter(client.agents.messages.list(agent_id=agent_id, order="asc", limit=1)))
+    assert first.message_type == "system_message"
+    assert isinstance(first.content, str)
+    return first.content
+
+
+class TestSystemPromptRebuild:
+    def test_core_memory_patch_rebuilds_the_stored_system_message(self, client: Letta) -> None:
+        agent = new_agent(client, memory_blocks=[{"label": "human", "value": "Name: Ada"}])
+        assert "Name: Ada" in _system_text(client, agent.id)
+        client.agents.blocks.update("human", agent_id=agent.id, value="Name: Grace")
+        text = _system_text(client, agent.id)
+        assert "Name: Grace" in text
+        assert "Name: Ada" not in text
+
+    def test_shared_block_edit_rebuilds_every_attached_agent(self, client: Letta) -> None:
+        block = client.blocks.create(label="team", value="colour: red")
+        first = new_agent(client)
+        second = new_agent(client)
+        for agent in (first, second):
+            client.agents.blocks.attach(block.id, agent_id=agent.id)
+        client.blocks.update(block.id, value="colour: blue")
+        for agent in (first, second):
+            assert "colour: blue" in _system_text(client, agent.id)
+
+    def test_recompile_returns_the_prompt_and_dry_run_changes_nothing(
+        self, client: Letta, http: httpx.Client
+    ) -> None:
+        agent = new_agent(client, memory_blocks=[{"label": "human", "value": "likes: tea"}])
+        response = http.post(f"/v1/agents/{agent.id}/recompile", params={"dry_run": "true"})
+        assert response.status_code == 200
+        assert "likes: tea" in response.json()
+        assert "<memory_blocks>" in response.json()

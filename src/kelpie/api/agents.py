@@ -152,3 +152,11 @@ async def list_tags(
     query_text: str | None = None,
 ) -> list[str]:
     return await services.agents.list_tags(after=after, limit=limit, query_text=query_text)
+
+
+@router.post("/{agent_id}/recompile")
+async def recompile_agent(
+    agent_id: str, services: ServicesDep, dry_run: bool = False, update_timestamp: bool = True
+) -> str:
+    """Rebuilds the system message from current memory; returns the compiled prompt."""
+    return await services.agents.prompts.recompile(_agent_id(agent_id), dry_run=dry_run)

@@ -1,16 +1,13 @@
 """Agents: create, read, update, delete, and their blocks, tools and tags."""
 
-import datetime as dt
 from collections.abc import Callable, Collection, Sequence
 from typing import Final, TypeVar
 
-from kelpie.agent import compile_system_prompt
 from kelpie.env import Env
 from kelpie.errors import InvalidInput, NotFound
 from kelpie.schemas import (
     AGENT_PREFIX,
     AGENT_TAG_CHARS_MAX,
-    MESSAGE_PREFIX,
     AgentConfig,
     AgentCreate,
     AgentFields,
@@ -19,7 +16,6 @@ from kelpie.schemas import (
     Block,
     BlockUpdate,
     LlmConfig,
-    Message,
     Secret,
     Tool,
     datetime_from_us,
@@ -27,6 +23,7 @@ from kelpie.schemas import (
 from kelpie.service._agent_states import with_relationships
 from kelpie.service._blocks import apply_block_update, new_block
 from kelpie.service._names import random_agent_name
+from kelpie.service._prompts import SystemPrompts
 from kelpie.storage import AgentQuery, Page
 from kelpie.tools import base_tool_rules, default_tool_names
 
@@ -107,6 +104,7 @@ def _tool_order(tool: Tool) -> tuple[object, str]:
 class AgentService:
     def __init__(self, env: Env) -> None:
         self._env = env
+        self.prompts = SystemPrompts(env)
 
     # Reading --------------------------------------------------------------------------
 
@@ -229,7 +227,7 @@ class AgentService:
             updated_at=now,
         )
         tags = _unique_tags(request.tags or [])
-        system = self._system_message(agent, blocks, now)
+        system = self.prompts.first_message(agent, blocks, now)
         agent.message_ids = [system.id]
         await self._env.store.insert_agent(
             agent,
@@ -247,28 +245,6 @@ class AgentService:
             tags=sorted(tags),
             blocks=sorted(blocks, key=_block_order),
             tools=sorted(unique_tools, key=_tool_order),
-        )
-
-    def _system_message(
-        self, agent: AgentState, blocks: Sequence[Block], now: dt.datetime
-    ) -> Message:
-        """The compiled system prompt, stored as the agent's first message (Letta keeps it
-        at `message_ids[0]` from creation on)."""
-        text = compile_system_prompt(
-            system=agent.system,
-            blocks=blocks,
-            agent_type=agent.agent_type,
-            agent_id=agent.id,
-            recompiled_at=now,
-            timezone=agent.timezone or "UTC",
-            tool_rules=agent.tool_rules,
-        )
-        return Message(
-            id=self._env.entropy.new_id(MESSAGE_PREFIX),
-            agent_id=agent.id,
-            role="system",
-            text=text,
-            created_at=now,
         )
 
     async def update(self, agent_id: str, request: AgentUpdate) -> AgentState:
@@ -341,6 +317,7 @@ class AgentService:
             await self.retrieve_block(agent_id, label), request, self._env.clock.now_us()
         )
         await self._env.store.update_block(block)
+        await self.prompts.recompile_agents_of_block(block.id)
         return block
 
     async def attach_block(self, agent_id: str, block_id: str) -> AgentState:

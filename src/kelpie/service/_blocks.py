@@ -17,6 +17,7 @@ from kelpie.schemas import (
     limit_error,
 )
 from kelpie.service._agent_states import without_relationships
+from kelpie.service._prompts import SystemPrompts
 from kelpie.storage import BlockQuery, Page
 
 _UPDATABLE: Final = set(BlockUpdate.model_fields)
@@ -71,6 +72,7 @@ class BlockService:
     async def update(self, block_id: str, request: BlockUpdate) -> Block:
         block = apply_block_update(await self.retrieve(block_id), request, self._env.clock.now_us())
         await self._env.store.update_block(block)
+        await SystemPrompts(self._env).recompile_agents_of_block(block.id)
         return block
 
     async def delete(self, block_id: str) -> None:
