@@ -538,3 +538,21 @@ class TestPasswordMode:
             pytest.raises(AuthenticationError),
         ):
             letta.agents.list()
+
+
+class TestFuzzFindings:
+    """Bodies schemathesis found answered with a 5xx; each must be a clean answer."""
+
+    def test_patch_agent_with_null_message_ids_keeps_them(
+        self, client: Letta, http: httpx.Client
+    ) -> None:
+        agent = new_agent(client)
+        response = http.patch(f"/v1/agents/{agent.id}", json={"name": "n", "message_ids": None})
+        assert response.status_code == 200, response.text
+        assert response.json()["message_ids"] == agent.message_ids
+
+    def test_llm_config_with_an_unknown_endpoint_type_is_refused(self, http: httpx.Client) -> None:
+        llm_config = {"model": "m", "model_endpoint_type": "", "context_window": 1000}
+        response = http.post("/v1/agents/", json={"llm_config": llm_config})
+        assert response.status_code == 400
+        assert "model_endpoint_type" in response.json()["detail"]

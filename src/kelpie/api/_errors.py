@@ -2,8 +2,7 @@
 validation as 422 with a readable `detail`, anything unexpected as a logged 500."""
 
 import logging
-from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +16,7 @@ from kelpie.errors import (
     Unavailable,
     ValidationFailed,
 )
+from kelpie.schemas import describe_validation_errors
 
 # Most specific first: the first class in an error's MRO found here decides its status.
 STATUS_BY_ERROR: Final[dict[type[KelpieError], int]] = {
@@ -40,22 +40,6 @@ def status_for(error: KelpieError) -> int:
         if status is not None:
             return status
     raise AssertionError("KelpieError is in the table")
-
-
-def _location(loc: Sequence[Any]) -> str:
-    parts = [str(part) for part in loc if part not in ("body",)] or ["body"]
-    return ".".join(parts)
-
-
-def describe_validation_errors(errors: Sequence[Any]) -> str:
-    """One sentence per problem: `where: what` (e.g. `tags: Input should be a valid list`)."""
-    messages = []
-    for error in errors:
-        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-        if error.get("type") == "json_invalid":
-            message = f"Request body is not valid JSON: {error.get('ctx', {}).get('error', '')}"
-        messages.append(f"{_location(error.get('loc', ()))}: {message}")
-    return "; ".join(messages)
 
 
 async def _kelpie_error(request: Request, error: Exception) -> JSONResponse:

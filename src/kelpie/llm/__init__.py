@@ -23,7 +23,7 @@ from kelpie.llm._errors import (
 )
 from kelpie.llm._openai import OpenAIClient
 from kelpie.llm._retry import LLM_ATTEMPTS_MAX, LLM_REQUEST_TIMEOUT_S, RetryingLlm
-from kelpie.llm._router import LlmProviders, LlmRouter
+from kelpie.llm._router import SUPPORTED_ENDPOINT_TYPES, LlmProviders, LlmRouter
 from kelpie.llm._scripted import ScriptedLlm, ScriptedProviders, scripted_deltas
 from kelpie.llm._types import (
     ChatMessage,
@@ -44,6 +44,7 @@ __all__ = [
     "LLM_ATTEMPTS_MAX",
     "LLM_REQUEST_TIMEOUT_S",
     "LOCAL_EMBEDDING",
+    "SUPPORTED_ENDPOINT_TYPES",
     "AnthropicClient",
     "ChatMessage",
     "FinishReason",

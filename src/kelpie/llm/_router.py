@@ -22,6 +22,8 @@ OPENAI_COMPATIBLE_KINDS: Final = frozenset(
     {"openai", "vllm", "ollama", "lmstudio", "lmstudio-openai", "llamacpp", "koboldcpp"}
 )
 # What a keyless server is sent: the SDKs insist on some key.
+# Every model_endpoint_type this router can serve.
+SUPPORTED_ENDPOINT_TYPES: Final = OPENAI_COMPATIBLE_KINDS | {"anthropic"}
 API_KEY_NONE: Final = "not-needed"
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,13 @@ from kelpie.schemas._agents import (
     Memory,
     Secret,
 )
-from kelpie.schemas._base import RequestModel, ResponseModel, datetime_from_us, us_from_datetime
+from kelpie.schemas._base import (
+    RequestModel,
+    ResponseModel,
+    datetime_from_us,
+    describe_validation_errors,
+    us_from_datetime,
+)
 from kelpie.schemas._blocks import (
     BLOCK_LIMIT_CHARS_DEFAULT,
     BLOCK_VALUE_CHARS_MAX,
@@ -142,6 +148,7 @@ __all__ = [
     "ToolUpdate",
     "UsageStatistics",
     "datetime_from_us",
+    "describe_validation_errors",
     "id_pattern",
     "is_valid_id",
     "limit_error",

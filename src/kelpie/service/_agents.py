@@ -3,8 +3,11 @@
 from collections.abc import Callable, Collection, Sequence
 from typing import Final, TypeVar
 
+from pydantic import ValidationError
+
 from kelpie.env import Env
-from kelpie.errors import InvalidInput, NotFound
+from kelpie.errors import InvalidInput, NotFound, ValidationFailed
+from kelpie.llm import SUPPORTED_ENDPOINT_TYPES
 from kelpie.schemas import (
     AGENT_PREFIX,
     AGENT_TAG_CHARS_MAX,
@@ -19,6 +22,7 @@ from kelpie.schemas import (
     Secret,
     Tool,
     datetime_from_us,
+    describe_validation_errors,
 )
 from kelpie.service._agent_states import with_relationships
 from kelpie.service._blocks import apply_block_update, new_block
@@ -150,6 +154,13 @@ class AgentService:
 
     def _llm_config(self, request: AgentFields) -> LlmConfig:
         if request.llm_config is not None:
+            kind = request.llm_config.model_endpoint_type
+            if kind not in SUPPORTED_ENDPOINT_TYPES:
+                supported = ", ".join(sorted(SUPPORTED_ENDPOINT_TYPES))
+                raise InvalidInput(
+                    f"llm_config.model_endpoint_type '{kind}' is not supported"
+                    f" (supported: {supported})"
+                )
             return request.llm_config
         handle = request.model or self._env.config.default_model
         if handle is None:
@@ -253,12 +264,10 @@ class AgentService:
         changes = request.model_dump(include=set(_PLAIN_FIELDS) & sent, exclude_none=True)
         if "tool_rules" in changes:
             changes["tool_rules"] = request.tool_rules
-        for field in (
-            "message_ids",
-            "last_run_completion",
-            "last_run_duration_ms",
-            "last_stop_reason",
-        ):
+        # An explicit null for the in-context list means "leave it", not "no list".
+        if request.message_ids is not None:
+            changes["message_ids"] = request.message_ids
+        for field in ("last_run_completion", "last_run_duration_ms", "last_stop_reason"):
             if field in sent:
                 changes[field] = getattr(request, field)
         if request.model is not None or request.llm_config is not None:
@@ -284,9 +293,12 @@ class AgentService:
             tool_ids = [tool.id for tool in await self._existing_tools(request.tool_ids)]
         now = datetime_from_us(self._env.clock.now_us())
         # Validated afresh: `changes` holds raw request values (tool rules as dicts).
-        config = AgentConfig.model_validate(
-            {**agent.model_dump(), **changes, "updated_at": max(now, agent.updated_at)}
-        )
+        try:
+            config = AgentConfig.model_validate(
+                {**agent.model_dump(), **changes, "updated_at": max(now, agent.updated_at)}
+            )
+        except ValidationError as error:
+            raise ValidationFailed(describe_validation_errors(error.errors())) from error
         await self._env.store.update_agent(
             config,
             block_ids=block_ids,

@@ -9,7 +9,7 @@ from typing import Any, Final
 from kelpie.agent import AgentLoop, Emit, Turn, TurnResult, archive_id_of, expand_all
 from kelpie.env import Env
 from kelpie.errors import Conflict, InvalidInput, NotFound, Unavailable, ValidationFailed
-from kelpie.llm import ToolSpec
+from kelpie.llm import LlmClient, LlmProviderFailed, ToolSpec
 from kelpie.runtime import AgentRuntime
 from kelpie.schemas import (
     RUN_PREFIX,
@@ -18,6 +18,7 @@ from kelpie.schemas import (
     LettaMessage,
     LettaRequest,
     LettaResponse,
+    LlmConfig,
     Message,
     MessageCreate,
     Run,
@@ -208,7 +209,7 @@ class MessageService:
             agent=agent,
             blocks=agent.blocks,
             tools=agent.tools,
-            llm=self._env.llm.client_for(llm_config),
+            llm=self._client_for(llm_config),
             llm_config=llm_config,
             run=run,
             conversation_id=run.conversation_id,
@@ -231,6 +232,14 @@ class MessageService:
             archival_count=await self._env.store.count_passages(archive_id_of(agent.id)),
             cancelled=lambda: run.id in cancelled,
         )
+
+    def _client_for(self, llm_config: LlmConfig) -> LlmClient:
+        try:
+            return self._env.llm.client_for(llm_config)
+        except LlmProviderFailed as error:
+            if error.retryable:
+                raise
+            raise InvalidInput(f"The agent's model cannot be used: {error.detail}") from error
 
     def response(
         self, agent: AgentState, request: LettaRequest, result: TurnResult
