@@ -426,6 +426,9 @@ class FakeLLMRequestHandler(BaseHTTPRequestHandler):
     # Keep-alive, as the SDKs' connection pools expect: every reply sets Content-Length or
     # is chunked.
     protocol_version = "HTTP/1.1"
+    # Replies go out in several writes; with Nagle on, the client's delayed ACK stalls
+    # each model call by ~40 ms, which would swamp every latency Kelpie is measured by.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._dispatch("GET")

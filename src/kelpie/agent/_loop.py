@@ -100,7 +100,8 @@ class _TurnRunner:
         self._executor = ToolExecutor(env, turn.agent, list(turn.blocks))
         self._solver = ToolRuleSolver(turn.agent.tool_rules)
         self._tools = {tool.name: tool for tool in turn.tools}
-        self._floor_us = max((us_from_datetime(m.created_at) for m in history), default=0)
+        # History is in creation order: its last message is the newest.
+        self._floor_us = us_from_datetime(history[-1].created_at) if history else 0
         if history and history[0].role == "system":
             self._system, self._history = history[0], history[1:]
         else:

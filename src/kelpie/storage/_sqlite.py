@@ -6,6 +6,7 @@ threads). Every write method is synchronous from BEGIN to COMMIT, so two writes 
 interleave on the connection.
 """
 
+import collections
 import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -55,6 +56,7 @@ class SqliteStore(RunRows):
     ) -> None:
         self._db = connection
         self._checkpointer = checkpointer
+        self._message_cache = collections.OrderedDict()
 
     @classmethod
     def open(

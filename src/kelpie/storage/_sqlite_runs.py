@@ -1,6 +1,7 @@
 """SQLite rows for messages, runs and steps, and the step commit. A mixin of SqliteStore,
 split out so each module keeps one concern."""
 
+import collections
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -12,10 +13,21 @@ from kelpie.storage._queries import Page, RunQuery
 from kelpie.storage._sql import like_pattern
 
 _ACTIVE_STATUSES: Final = ("created", "running")
+# Parsed messages kept in memory (a few hundred bytes to a few KB each).
+MESSAGE_CACHE_MAX: Final = 50_000
 
 
 class RunRows:
-    """Needs the host store's transaction, read and paging helpers."""
+    """Needs the host store's transaction, read and paging helpers.
+
+    Keeps a bounded cache of parsed messages: a turn reads the agent's whole in-context
+    history, and parsing it again every turn would make each turn slower than the last.
+    Stored messages never change, except the system message, which is rewritten in place
+    and so never cached. The cache fills only from reads (committed state); every write of
+    a message evicts it.
+    """
+
+    _message_cache: "collections.OrderedDict[str, Message]"
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
@@ -42,8 +54,9 @@ class RunRows:
 
     # Messages --------------------------------------------------------------------------
 
-    @staticmethod
-    def _insert_messages(db: sqlite3.Connection, messages: Sequence[Message]) -> None:
+    def _insert_messages(self, db: sqlite3.Connection, messages: Sequence[Message]) -> None:
+        for message in messages:
+            self._message_cache.pop(message.id, None)
         db.executemany(
             "INSERT INTO messages (id, agent_id, conversation_id, run_id, step_id, role,"
             " created_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -72,14 +85,27 @@ class RunRows:
         """The messages with these ids, in the order asked for (missing ones skipped)."""
         if not message_ids:
             return []
+        cache = self._message_cache
         found: dict[str, Message] = {}
-        for chunk in _chunks(message_ids):
+        missing = []
+        for message_id in message_ids:
+            cached = cache.get(message_id)
+            if cached is None:
+                missing.append(message_id)
+            else:
+                found[message_id] = cached
+                cache.move_to_end(message_id)
+        for chunk in _chunks(missing):
             rows = self._read(
                 f"SELECT data FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk
             )
             for (data,) in rows:
                 message = Message.model_validate_json(data)
                 found[message.id] = message
+                if message.role != "system":
+                    cache[message.id] = message
+        while len(cache) > MESSAGE_CACHE_MAX:
+            cache.popitem(last=False)
         return [found[i] for i in message_ids if i in found]
 
     async def list_messages(
@@ -108,6 +134,7 @@ class RunRows:
 
     async def delete_agent_messages(self, agent_id: str, keep_ids: Sequence[str]) -> int:
         """Deletes the agent's messages except `keep_ids` (reset); returns how many."""
+        self._message_cache.clear()
         with self._tx() as db:
             keep = list(keep_ids)
             clause = f" AND id NOT IN ({','.join('?' * len(keep))})" if keep else ""
