@@ -59,6 +59,12 @@ async def _simulate(
         per_client = max(1, steps // clients_count)
         runs = [asyncio.ensure_future(client.run(per_client)) for client in clients]
         try:
+            # A client that finds a broken invariant ends the run at once: the others may be
+            # parked behind a restart that client was running, and would wait forever.
+            await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
+            for run in runs:  # creation order, not the `done` set's order: deterministic
+                if run.done():
+                    run.result()
             for run in runs:
                 await run
         finally:
