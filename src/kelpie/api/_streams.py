@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
+from sse_starlette import EventSourceResponse
 from sse_starlette.event import ServerSentEvent
 
 from kelpie.agent import closing_items
@@ -20,6 +21,12 @@ from kelpie.service import LiveStream, StartedTurn
 
 PING_INTERVAL_S: Final = 20.0
 _END: Final = object()
+
+
+def sse_response(events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+    """Letta pings are the only keep-alives: the library's own comment pings (real time
+    in their text) are off."""
+    return EventSourceResponse(events, sep="\n", ping=0)
 
 
 def _data(item: Any) -> ServerSentEvent:
@@ -68,9 +75,11 @@ async def live_events(
     ended = False
 
     async def pump() -> None:
-        while (item := await stream.queue.get()) is not None:
-            relay.put_nowait(item)
-        relay.put_nowait(_END)
+        try:
+            while (item := await stream.queue.get()) is not None:
+                relay.put_nowait(item)
+        finally:
+            relay.put_nowait(_END)
 
     pumping = asyncio.ensure_future(pump())
     try:
@@ -94,25 +103,35 @@ async def live_events(
 async def stored_events(
     env: Env, run_id: str, events: AsyncIterator[RunEvent], *, include_pings: bool
 ) -> AsyncIterator[ServerSentEvent]:
-    """A background run's stored events as they come; ends with [DONE] whatever was
-    stored (a run that ended without one still ends the stream)."""
+    """A background run's stored events as they come. A stream that cannot be read to its
+    end (a run that died without storing it, a failed read) still ends: with an error."""
     relay: asyncio.Queue[Any] = asyncio.Queue()
 
     async def pump() -> None:
-        async for event in events:
-            relay.put_nowait(event)
-        relay.put_nowait(_END)
+        try:
+            async for event in events:
+                relay.put_nowait(event)
+        except KelpieError as error:
+            relay.put_nowait(error)
+        finally:
+            relay.put_nowait(_END)
 
     pumping = asyncio.ensure_future(pump())
     done = False
+    problem = "The run ended without finishing its stream; see the run's status."
     try:
         async for event in _with_pings(env, run_id, relay, include_pings):
             if isinstance(event, ServerSentEvent):  # a ping
                 yield event
-                continue
-            done = event.data == STREAM_DONE
-            yield ServerSentEvent(data=event.data, event=event.event)
+            elif isinstance(event, KelpieError):
+                problem = f"The run's stream could not be read: {event.detail}"
+            else:
+                done = event.data == STREAM_DONE
+                yield ServerSentEvent(data=event.data, event=event.event)
     finally:
         pumping.cancel()
     if not done:
-        yield ServerSentEvent(data=STREAM_DONE)
+        usage = UsageStatistics(run_ids=[run_id])
+        for item in closing_items(run_id, "error", usage, ("stream_incomplete", problem, problem)):
+            yield _sse(item)
+        yield _sse(None)

@@ -6,20 +6,17 @@ import datetime as dt
 from typing import Final
 
 from fastapi import Response
-from sse_starlette import EventSourceResponse
 
 from kelpie.api._deps import Services
 from kelpie.api._routing import json_response
-from kelpie.api._streams import live_events, stored_events
+from kelpie.api._streams import live_events, sse_response, stored_events
 from kelpie.errors import Expired, ValidationFailed
 from kelpie.runtime import ConversationBusy
 from kelpie.schemas import LettaRequest, RetrieveStreamRequest, Run, datetime_from_us
 from kelpie.service import LiveStream
 
-# Stored events a follower reads per query, and how often it looks for a run's events
-# when the run is not in progress in this process.
+# Stored events a follower reads per query.
 FOLLOW_BATCH: Final = 100
-FOLLOW_POLL_S: Final = 0.1
 # Letta keeps a background run's stream for three hours.
 RUN_STREAM_RETENTION_S: Final = 3 * 3600
 _EXPIRED: Final = "Run was created more than 3 hours ago, and is now expired."
@@ -35,9 +32,7 @@ def check_json_flags(request: LettaRequest) -> None:
 
 
 def follow_response(services: Services, run: Run, *, include_pings: bool) -> Response:
-    request = RetrieveStreamRequest(
-        include_pings=include_pings, batch_size=FOLLOW_BATCH, poll_interval=FOLLOW_POLL_S
-    )
+    request = RetrieveStreamRequest(include_pings=include_pings, batch_size=FOLLOW_BATCH)
     return follow_stream(services, run, request)
 
 
@@ -47,9 +42,10 @@ def follow_stream(services: Services, run: Run, request: RetrieveStreamRequest) 
     if run.created_at < now - dt.timedelta(seconds=RUN_STREAM_RETENTION_S):
         raise Expired(_EXPIRED)
     messages = services.messages
-    events = messages.follow(run, request.starting_after, request.batch_size, request.poll_interval)
+    # poll_interval is accepted and unused: readers are woken as events are stored.
+    events = messages.follow(run, request.starting_after, request.batch_size)
     stream = stored_events(messages.env, run.id, events, include_pings=request.include_pings)
-    return EventSourceResponse(stream, sep="\n")
+    return sse_response(stream)
 
 
 async def send(
@@ -72,7 +68,7 @@ async def send(
         live = LiveStream()
         started = await messages.start_turn(request, run, stream=live)
         events = live_events(messages.env, started, live, include_pings=request.include_pings)
-        return EventSourceResponse(events, sep="\n")
+        return sse_response(events)
     retry = await messages.find_retry(run)
     if retry is not None:
         return follow_response(services, retry.run, include_pings=request.include_pings)

@@ -296,7 +296,15 @@ class MessageService:
         if len(self._background) >= RUN_TASKS_MAX:
             raise Unavailable(f"Too many background runs in progress (limit {RUN_TASKS_MAX})")
         task = asyncio.ensure_future(started.run())
-        task.add_done_callback(lambda _: self._streams.pop(started.turn.run.id, None))
+        run_id = started.turn.run.id
+
+        def finished(done: asyncio.Task[TurnResult]) -> None:
+            self._streams.pop(run_id, None)
+            # A turn that died has already ended its run failed (StartedTurn.run).
+            if not done.cancelled():
+                done.exception()
+
+        task.add_done_callback(finished)
         self._background.append(task)
 
     async def queue_turn(self, request: LettaRequest, run: Run) -> None:
@@ -308,12 +316,10 @@ class MessageService:
     def stored_stream(self, run: Run) -> StoredStream:
         return StoredStream(self._env, run.id)
 
-    def follow(
-        self, run: Run, starting_after: int, batch_size: int, poll_s: float
-    ) -> AsyncIterator[RunEvent]:
+    def follow(self, run: Run, starting_after: int, batch_size: int) -> AsyncIterator[RunEvent]:
         """The run's stream from after `starting_after`, live while the run goes on."""
         live = self._streams.get(run.id)
-        return follow_run(self._env, run.id, starting_after, batch_size, live, poll_s)
+        return follow_run(self._env, run.id, starting_after, batch_size, live)
 
     def cancel(self, agent_id: str, run_ids: list[str] | None) -> dict[str, str]:
         """Stops the agent's runs (those named, or all) in every thread."""

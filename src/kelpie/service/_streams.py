@@ -21,8 +21,7 @@ from kelpie.schemas import STREAM_DONE, RunEvent
 
 # Token deltas wait at most this long to be stored (and sent) together.
 DELTA_FLUSH_DELAY_S: Final = 0.02
-# A reader with nothing new waits this long before looking at the store again (covers a
-# run being finished by another path, e.g. start-up recovery).
+# A reader with nothing new looks at the store again after this long, woken or not.
 FOLLOW_POLL_S_MAX: Final = 1.0
 _ERROR_TYPE: Final = "error_message"
 
@@ -68,7 +67,9 @@ class StoredStream:
         self._write_lock = asyncio.Lock()
         self._flush: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        # finished: the end marker is stored; closed: the turn is over (ended or died).
         self.finished = False
+        self.closed = False
 
     def _next(self, item: Item | None) -> RunEvent:
         self._seq += 1
@@ -104,9 +105,11 @@ class StoredStream:
             self._wake()
 
     async def close(self) -> None:
-        """A turn that died: the run's end is written by whoever fails the run."""
+        """The turn is over; if it died, the run's end is written by whoever fails it (or,
+        if even that write failed, by start-up recovery)."""
         if self._flush is not None:
             self._flush.cancel()
+        self.closed = True
         self._wake()
 
     def closing_events(self, items: Sequence[Item]) -> list[RunEvent]:
@@ -126,19 +129,15 @@ class StoredStream:
 
 
 async def follow_run(
-    env: Env,
-    run_id: str,
-    starting_after: int,
-    batch_size: int,
-    live: StoredStream | None,
-    poll_s: float,
+    env: Env, run_id: str, starting_after: int, batch_size: int, live: StoredStream | None
 ) -> AsyncIterator[RunEvent]:
     """The run's stored events after `starting_after`, then each new one as it is stored,
-    until the end marker (or, for a run no longer running that never stored one, the end
-    of what it stored)."""
+    until the end marker. With no live stream here (the run is over, or died without
+    storing its end), what is stored is all there is."""
     cursor = starting_after
     while True:
         watch = live.watch() if live is not None else None
+        closed = live is None or live.closed
         events = await env.store.list_run_events(run_id, cursor, batch_size)
         for event in events:
             yield event
@@ -147,14 +146,10 @@ async def follow_run(
                 return
         if events:
             continue
-        if watch is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watch.wait(), FOLLOW_POLL_S_MAX)
-            continue
-        run = await env.store.get_run(run_id)
-        if run is None or run.status not in ("created", "running"):
+        if closed or watch is None:
             return
-        await env.clock.sleep(poll_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watch.wait(), FOLLOW_POLL_S_MAX)
 
 
 def event_payload(event: RunEvent) -> dict[str, Any] | str:

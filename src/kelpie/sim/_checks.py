@@ -4,7 +4,7 @@ given the reference model."""
 import datetime as dt
 from typing import Any, Final
 
-from kelpie.sim._model import AgentModel, BlockModel, ToolModel
+from kelpie.sim._model import AgentModel, BlockModel, ToolModel, settling
 from kelpie.sim._server import Outcome
 
 RETRYABLE_STATUS: Final = 503
@@ -122,5 +122,6 @@ def check_journal(block: BlockModel, value: str) -> None:
     strangers = present - block.tokens_certain - block.tokens_maybe
     require(not strangers, f"{what}: tokens no turn wrote: {sorted(strangers)}")
     # A turn that is over either committed its token or never will: settle.
-    block.tokens_certain = present
-    block.tokens_maybe.clear()
+    if settling():
+        block.tokens_certain = present
+        block.tokens_maybe.clear()

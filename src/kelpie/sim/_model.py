@@ -3,10 +3,34 @@ wrote. A write the server acknowledged is certain; one that failed or was cut of
 crash may or may not have landed, so its value is kept as a possibility until a read
 settles it. (Each object belongs to one client, whose requests are sequential.)"""
 
+import contextlib
+import contextvars
 import dataclasses
+from collections.abc import Iterator
 from typing import Generic, TypeVar, final
 
 T = TypeVar("T")
+
+# While an audit runs, reads check the model but do not narrow it: a client's write may be
+# recorded as intended and still wait to be sent (the server is closed during the audit),
+# and settling on what the audit reads would forget it.
+_checking_only: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "checking_only", default=False
+)
+
+
+@contextlib.contextmanager
+def checking_only() -> Iterator[None]:
+    token = _checking_only.set(True)
+    try:
+        yield
+    finally:
+        _checking_only.reset(token)
+
+
+def settling() -> bool:
+    """False during an audit: reads may check the model but not narrow it."""
+    return not _checking_only.get()
 
 
 @final
@@ -26,8 +50,9 @@ class Known(Generic[T]):
 
     def settle(self, observed: T) -> None:
         assert self.allows(observed), "settled on a value the model does not allow"
-        self.value = observed
-        self.maybe.clear()
+        if settling():
+            self.value = observed
+            self.maybe.clear()
 
     def intend(self, value: T) -> None:
         """Before a write is sent: from now on the server may hold `value`."""
@@ -52,6 +77,9 @@ class AgentModel:
     journal_id: str | None = None
     # Ids of messages in acknowledged turn replies: they must survive any crash.
     acked_messages: list[str] = dataclasses.field(default_factory=list)
+    # A background run whose stream was cut short may still hold the agent's thread: a
+    # send may meet a 409 until a turn is seen to finish.
+    run_maybe_running: bool = False
 
 
 @dataclasses.dataclass
@@ -88,3 +116,8 @@ class ClientModel:
     unknown_agents: int = 0
     tools_created: int = 0
     turns_sent: int = 0
+    # Background runs whose whole stream the client was sent: run id -> (agent id, the
+    # (event, data) of each event).
+    streams: dict[str, tuple[str, list[tuple[str | None, str]]]] = dataclasses.field(
+        default_factory=dict
+    )

@@ -6,6 +6,7 @@ store committed. Responses from a crashed incarnation never reach their client.
 """
 
 import asyncio
+import contextvars
 import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +30,10 @@ SIM_DB_FILE: Final = "sim.db"
 _SIM_OPENAI_BASE_URL: Final = "http://llm.sim/v1"
 
 StoreWrapper = Callable[[Store], Store]
+# Set in the task running the audit after a restart: its requests go through while the
+# server is closed to everyone else (a flag on the server would let any client's request
+# slip in during the audit and race it).
+_auditing: contextvars.ContextVar[bool] = contextvars.ContextVar("auditing", default=False)
 AfterRestart = Callable[[], Awaitable[None]]
 
 
@@ -60,7 +65,6 @@ class SimServer:
         # Runs after each restart, before clients may send again (the audit); its requests
         # go through while the server is closed to everyone else.
         self.after_restart: AfterRestart | None = None
-        self._auditing = False
         self._data_dir = data_dir
         self._entropy = entropy
         self._fault_entropy = entropy.fork("faults/storage")
@@ -138,7 +142,7 @@ class SimServer:
             self._faulty._plan = plan
 
     async def request(self, method: str, url: str, **kwargs: Any) -> Outcome:
-        if not self._auditing:
+        if not _auditing.get():
             await self._up.wait()
         client, faulty = self._client, self._faulty
         assert client is not None, "server up without a client"
@@ -176,11 +180,11 @@ class SimServer:
         if self.after_restart is not None:
             plan = self.plan
             self.set_plan(FaultPlan.none())
-            self._auditing = True
+            token = _auditing.set(True)
             try:
                 await self.after_restart()
             finally:
-                self._auditing = False
+                _auditing.reset(token)
                 self.set_plan(plan)
         self._restarting = False
         self._up.set()

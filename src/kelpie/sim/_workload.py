@@ -24,8 +24,16 @@ from kelpie.sim._checks import (
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import CLOCK_JUMP_S_MAX, FaultPlan
 from kelpie.sim._llm import JOURNAL_LABEL, TOKEN_MARK
-from kelpie.sim._model import AgentModel, BlockModel, ClientModel, Known, ToolModel
+from kelpie.sim._model import (
+    AgentModel,
+    BlockModel,
+    ClientModel,
+    Known,
+    ToolModel,
+    checking_only,
+)
 from kelpie.sim._server import Outcome
+from kelpie.sim._streams import audit_streams, send_background
 
 Request = Callable[..., Awaitable[Outcome]]
 
@@ -91,10 +99,15 @@ class Client:
             (2, self.delete_tool),
             (8, self.bad_input),
             (12, self.send_message),
+            (6, self.send_background),
         )
         self._weight_total = sum(weight for weight, _ in self._operations)
 
     # Plumbing --------------------------------------------------------------------------
+
+    @property
+    def entropy(self) -> Entropy:
+        return self._entropy
 
     async def send(self, what: str, method: str, url: str, **kwargs: Any) -> Outcome:
         outcome = await self._request(method, url, **kwargs)
@@ -383,11 +396,19 @@ class Client:
         body = {"messages": [{"role": "user", "content": f"please record {TOKEN_MARK}{token}"}]}
         url = f"/v1/agents/{agent.id}/messages"
         outcome = await self.send("send_message", "POST", url, json=body)
-        if not acknowledged(outcome, "send_message", 200, 404):
+        busy = (409,) if agent.run_maybe_running else ()
+        if not acknowledged(outcome, "send_message", 200, 404, *busy) or outcome.status == 409:
             return
+        agent.run_maybe_running = False
         if not check_exists(agent, outcome.status or 0, "send_message"):
             return
         check_turn(journal, agent, token, outcome)
+
+    async def send_background(self) -> None:
+        agents = [a for a in self._existing(self.model.agents) if a.journal_id is not None]
+        agent: AgentModel | None = self._pick(agents)
+        if agent is not None:
+            await send_background(self, agent)
 
     # Bad input: a clear 4xx, and nothing changes -------------------------------------
 
@@ -518,12 +539,18 @@ async def check_turn_records(client: Client, agent: AgentModel) -> None:
 
 async def audit(clients: Sequence[Client]) -> None:
     """Reads back every object every client knows of: acknowledged writes must be there."""
-    for client in clients:
-        for agent in list(client.model.agents.values()):
-            await check_agent(client, agent)
-            if agent.exists.certain and agent.exists.value:
-                await check_turn_records(client, agent)
-        for block in list(client.model.blocks.values()):
-            await check_block(client, block)
-        for tool in list(client.model.tools.values()):
-            await check_tool(client, tool)
+    with checking_only():
+        for client in clients:
+            await _audit_client(client)
+
+
+async def _audit_client(client: Client) -> None:
+    for agent in list(client.model.agents.values()):
+        await check_agent(client, agent)
+        if agent.exists.certain and agent.exists.value:
+            await check_turn_records(client, agent)
+    for block in list(client.model.blocks.values()):
+        await check_block(client, block)
+    for tool in list(client.model.tools.values()):
+        await check_tool(client, tool)
+    await audit_streams(client)
