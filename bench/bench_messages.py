@@ -205,7 +205,7 @@ async def in_process_turns(
             request = LettaRequest(messages=[MessageCreate(role="user", content=text)])
             started = time.perf_counter()
             run = messages.new_run(agent_id, None, request, background=False)
-            result = await messages.run_turn(agent_id, request, run)
+            result = await (await messages.start_turn(request, run)).run()
             elapsed = time.perf_counter() - started
             if result.stop_reason != "end_turn":
                 raise BenchError(f"in-process turn stopped with {result.stop_reason}")

@@ -5,6 +5,7 @@
     │   └── ValidationFailed  the request breaks a field rule Letta reports as 422 (422)
     ├── NotFound            a referenced object does not exist                     (404)
     ├── Conflict            the request clashes with existing state                (409)
+    ├── Expired             the object existed but is no longer kept              (410)
     └── Unavailable         a dependency failed; retrying may succeed              (503)
 
 Each error carries `detail`, the sentence the client sees.
@@ -30,6 +31,10 @@ class NotFound(KelpieError):
 
 
 class Conflict(KelpieError):
+    pass
+
+
+class Expired(KelpieError):
     pass
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from letta_client import APIStatusError, Letta, Omit, omit
 from letta_client.types import AgentState, AgentType, CreateBlockParam
@@ -54,6 +54,7 @@ def new_agent(
     tools: list[str] | Omit = omit,
     tool_ids: list[str] | Omit = omit,
     block_ids: list[str] | Omit = omit,
+    tool_rules: Iterable[Any] | Omit = omit,
 ) -> AgentState:
     """Creates an agent on the test model, with a unique name unless one is given."""
     return client.agents.create(
@@ -66,6 +67,7 @@ def new_agent(
         tools=tools,
         tool_ids=tool_ids,
         block_ids=block_ids,
+        tool_rules=tool_rules,
     )
 
 

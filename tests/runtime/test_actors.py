@@ -147,9 +147,29 @@ def test_cancel_flags_only_running_runs() -> None:
 
     async def scenario() -> None:
         async with actors.turn("agent-a", None, "run-1") as activation:
+            cancelled = activation.cancel_event("run-1")
             assert actors.cancel("agent-a", ["run-unknown"]) == []
+            assert not cancelled.is_set()
             assert actors.cancel("agent-a", None) == ["run-1"]
-            assert "run-1" in activation.cancelled
+            assert cancelled.is_set()
         assert actors.cancel("agent-a", None) == []
+
+
+def test_cancel_of_one_conversation_leaves_the_others_running() -> None:
+    actors = runtime(FakeClock())
+
+    async def scenario() -> None:
+        async with (
+            actors.turn("agent-a", None, "run-default") as activation,
+            actors.turn("agent-a", "conv-1", "run-conv"),
+        ):
+            stopped = actors.cancel(
+                "agent-a", None, conversation_id="conv-1", any_conversation=False
+            )
+            assert stopped == ["run-conv"]
+            assert activation.cancel_event("run-conv").is_set()
+            assert not activation.cancel_event("run-default").is_set()
+
+    asyncio.run(scenario())
 
     asyncio.run(scenario())

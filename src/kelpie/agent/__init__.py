@@ -11,6 +11,14 @@ It may import kelpie.tools, kelpie.llm, kelpie.storage, kelpie.env, kelpie.schem
 kelpie.errors, nothing above.
 """
 
+from kelpie.agent._compaction import (
+    NothingToCompact,
+    compaction_mode,
+    plan_compaction,
+    summarize,
+    summary_fields,
+)
+from kelpie.agent._events import closing_items, error_item, stop_item
 from kelpie.agent._executor import archive_id_of
 from kelpie.agent._loop import HEARTBEAT_AGENT_TYPES, AgentLoop, usage_statistics
 from kelpie.agent._prompt import (
@@ -26,7 +34,15 @@ from kelpie.agent._prompt import (
     uses_line_numbers,
 )
 from kelpie.agent._render import expand, expand_all, item_otid
-from kelpie.agent._turn import Emit, Turn, TurnResult
+from kelpie.agent._turn import (
+    ApprovalReply,
+    Item,
+    NoEvents,
+    Turn,
+    TurnEvents,
+    TurnResult,
+    WriteWithEvents,
+)
 
 __all__ = [
     "CORE_MEMORY_PLACEHOLDER",
@@ -34,18 +50,30 @@ __all__ = [
     "LINE_NUMBER_WARNING",
     "TOOL_RULES_DESCRIPTION",
     "AgentLoop",
+    "ApprovalReply",
     "ClientSkill",
-    "Emit",
+    "Item",
+    "NoEvents",
+    "NothingToCompact",
     "Turn",
+    "TurnEvents",
     "TurnResult",
+    "WriteWithEvents",
     "append_available_skills",
     "archive_id_of",
     "available_skills_section",
+    "closing_items",
+    "compaction_mode",
     "compile_system_prompt",
+    "error_item",
     "expand",
     "expand_all",
     "format_letta_time",
     "item_otid",
+    "plan_compaction",
+    "stop_item",
+    "summarize",
+    "summary_fields",
     "tool_rule_prompt",
     "usage_statistics",
     "uses_line_numbers",

@@ -35,6 +35,10 @@ class ToolOutcome:
     returned: str | None
     ok: bool
     arguments: dict[str, Any]
+    stdout: list[str] | None = None
+    stderr: list[str] | None = None
+    # Ran by the client (an approval reply): its return is passed on unpackaged.
+    from_client: bool = False
 
 
 def archive_id_of(agent_id: str) -> str:

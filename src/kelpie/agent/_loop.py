@@ -8,31 +8,45 @@ a reply without tool calls; `memgpt_agent`, `memgpt_v2_agent` and `react_agent` 
 only on `request_heartbeat`, a failed tool, or a continue rule.
 """
 
+import asyncio
 import dataclasses
+from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 
+from kelpie.agent._compaction import (
+    NothingToCompact,
+    compaction_mode,
+    plan_compaction,
+    should_compact,
+    summarize,
+    summary_fields,
+)
+from kelpie.agent._events import DeltaStreamer, closing_items
 from kelpie.agent._executor import ToolExecutor, ToolOutcome
-from kelpie.agent._prompt import compile_system_prompt, uses_line_numbers
-from kelpie.agent._render import SEND_MESSAGE_TOOL, expand, item_otid
+from kelpie.agent._prompt import append_available_skills, compile_system_prompt, uses_line_numbers
+from kelpie.agent._render import SEND_MESSAGE_TOOL, expand
 from kelpie.agent._returns import exception_text, package_return, truncate_return
 from kelpie.agent._rules import ToolRuleSolver
-from kelpie.agent._turn import Turn, TurnResult, to_chat
+from kelpie.agent._turn import Item, Turn, TurnResult, to_chat
 from kelpie.env import Env
-from kelpie.llm import LlmDelta, LlmError, LlmRequest, LlmResponse, ToolCall, ToolSpec, Usage
+from kelpie.llm import LlmError, LlmRequest, LlmResponse, ToolCall, ToolSpec, Usage
 from kelpie.schemas import (
     MESSAGE_PREFIX,
+    RETURN_CHAR_LIMIT_DEFAULT,
     STEP_PREFIX,
     Message,
     Run,
+    RunEvent,
     Step,
     StopReason,
     StoredToolCall,
     Tool,
+    ToolResult,
     UsageStatistics,
     datetime_from_us,
     us_from_datetime,
 )
-from kelpie.storage import StepCommit
+from kelpie.storage import StepCommit, ThreadUpdate
 
 HEARTBEAT_AGENT_TYPES: Final = frozenset({"memgpt_agent", "memgpt_v2_agent", "react_agent"})
 HEARTBEAT_OK: Final = (
@@ -47,6 +61,7 @@ REQUIRED_BEFORE_EXIT_NUDGE: Final = (
     "[This is an automated system message hidden from the user] You must call {tools} before"
     " you finish this turn."
 )
+DENIED_TOOL_CALL: Final = "Error: request to call tool denied. User reason: {reason}"
 _HEARTBEAT_PARAMETER: Final = {
     "type": "boolean",
     "description": "Request an immediate heartbeat after function execution. Set to true if"
@@ -82,7 +97,7 @@ class AgentLoop:
         self._env = env
 
     async def run_turn(self, turn: Turn) -> TurnResult:
-        history = await self._env.store.get_messages(turn.agent.message_ids)
+        history = await self._env.store.get_messages(turn.context_ids)
         return await _TurnRunner(self._env, turn, history).run()
 
 
@@ -107,8 +122,12 @@ class _TurnRunner:
         else:
             self._system, self._history = self._message(role="system", text=""), history
         self._system_dirty = True
-        self.new: list[Message] = [self._message(**fields) for fields in turn.input]
-        self._committed: set[str] = set()
+        # Stream items that go out with the next commit besides the step's messages.
+        self._extra_items: list[Item] = []
+        self.new: list[Message] = []
+        if turn.approval is None:
+            self.new = [self._message(**fields) for fields in turn.input]
+        self._committed: set[str] = {m.id for m in history}
         self._called: list[str] = []
         self._last_output: str | None = None
         self._usage = Usage()
@@ -119,18 +138,21 @@ class _TurnRunner:
         stop: StopReason = "max_steps"
         error: LlmError | None = None
         try:
-            for _ in range(self._turn.max_steps):
-                if self._turn.cancelled():
-                    stop = "cancelled"
+            outcome = await self._resume_approval() if self._turn.approval else None
+            for _ in range(self._turn.max_steps if outcome is None else 0):
+                if self._turn.cancelled.is_set():
+                    outcome = "cancelled"
                     break
                 outcome = await self._step()
                 if outcome is not None:
-                    stop = outcome
                     break
+            stop = outcome or stop
         except LlmError as failure:
             stop, error = "llm_api_error", failure
         run = self._final_run(stop, error)
-        await self._commit(None, run)
+        problem = None if error is None else (error.error_type, str(error), error.detail)
+        closing = closing_items(run.id, stop, self._usage_statistics(), problem)
+        await self._commit(None, run, closing, final=True)
         return TurnResult(
             messages=self.new,
             stop_reason=stop,
@@ -145,22 +167,26 @@ class _TurnRunner:
     async def _step(self) -> StopReason | None:
         turn = self._turn
         step = _Step(id=self._env.entropy.new_id(STEP_PREFIX), start=len(self.new))
-        self._recompile()
         allowed, must_call = self._solver.allowed(
             list(self._tools), self._called, self._last_output
         )
         specs = [self._spec(self._tools[name]) for name in allowed]
         specs += [spec for spec in turn.client_tools if spec.name not in self._tools]
+        await self._compact_if_full(specs)
+        self._recompile()
         request = LlmRequest(
             config=turn.llm_config,
-            messages=tuple(to_chat([self._system, *self._history, *self.new])),
+            messages=tuple(to_chat([self._request_system(), *self._history, *self.new])),
             tools=tuple(specs),
             tool_choice="required" if must_call and allowed else None,
             parallel_tool_calls=bool(turn.llm_config.parallel_tool_calls),
         )
         assistant_id = self._env.entropy.new_id(MESSAGE_PREFIX)
-        streamer = _DeltaStreamer(self, assistant_id, step.id) if turn.stream_tokens else None
-        response = await turn.llm.complete(request, streamer.on_delta if streamer else None)
+        streamer = self._streamer(assistant_id, step.id) if turn.stream_tokens else None
+        answer = turn.llm.complete(request, streamer.on_delta if streamer else None)
+        response = await _unless_cancelled(answer, turn.cancelled)
+        if response is None:
+            return "cancelled"
         self._usage = add_usage(self._usage, response.usage)
         step.usage = response.usage
         self._steps += 1
@@ -168,8 +194,7 @@ class _TurnRunner:
         stop = await self._after_response(response, step.id)
         if stop is None and self._steps >= turn.max_steps:
             stop = "max_steps"
-        await self._commit(step, self._running_run() if stop is None else None)
-        await self._emit_step(step)
+        await self._commit_step(step, self._running_run() if stop is None else None)
         return stop
 
     async def _after_response(self, response: LlmResponse, step_id: str) -> StopReason | None:
@@ -180,21 +205,34 @@ class _TurnRunner:
                 self.new.append(self._message(role="user", text=nudge, hidden=True))
                 return None
             return "max_tokens_exceeded" if response.finish_reason == "length" else "end_turn"
-        if any(self._needs_approval(call) for call in response.tool_calls):
-            self.new[-1] = self.new[-1].model_copy(update={"approval_request": True})
+        waiting = [call.id for call in response.tool_calls if self._needs_approval(call.name)]
+        if waiting:
+            # Calls that need no approval run when the reply comes, after the others.
+            update = {"approval_request": True, "approval_tool_call_ids": waiting}
+            self.new[-1] = self.new[-1].model_copy(update=update)
             return "requires_approval"
+        outcomes = [(call, await self._run_tool(call)) for call in response.tool_calls]
+        return self._after_tools(outcomes, step_id, heartbeat_needed=self._heartbeat)
+
+    def _after_tools(
+        self,
+        outcomes: Sequence[tuple[ToolCall, ToolOutcome]],
+        step_id: str | None,
+        *,
+        heartbeat_needed: bool,
+    ) -> StopReason | None:
+        """Records the returns; a terminal tool ends the turn. Heartbeat agents go on only
+        when asked to, when a tool failed, or under a continue rule."""
         stop: StopReason | None = None
-        keep_going = not self._heartbeat
-        for call in response.tool_calls:
-            outcome = await self._run_tool(call)
+        keep_going = not heartbeat_needed
+        for call, outcome in outcomes:
             self._record_return(call, outcome, step_id)
             if call.name in self._solver.terminal:
                 # A reply through send_message is an ordinary end of turn.
                 stop = "end_turn" if call.name == SEND_MESSAGE_TOOL else "tool_rule"
-            if self._heartbeat:
-                wants = outcome.arguments.get("request_heartbeat") is True
-                continuing = call.name in self._solver.continuing
-                keep_going = keep_going or wants or not outcome.ok or continuing
+            wants = outcome.arguments.get("request_heartbeat") is True
+            continuing = call.name in self._solver.continuing
+            keep_going = keep_going or wants or not outcome.ok or continuing
         if stop is not None:
             return stop
         if self._heartbeat:
@@ -205,8 +243,64 @@ class _TurnRunner:
             self.new.append(self._message(role="user", text=text, hidden=True))
         return None
 
-    def _needs_approval(self, call: ToolCall) -> bool:
-        return call.name in self._turn.client_tool_names or call.name in self._solver.needs_approval
+    async def _compact_if_full(self, specs: Sequence[ToolSpec]) -> None:
+        """Summarises the oldest history away when the next request would overflow the
+        context window (before the call, so a full thread never bricks the agent)."""
+        window = self._turn.llm_config.context_window
+        tools_chars = sum(len(str(spec.parameters)) + len(spec.description) for spec in specs)
+        context = [self._system, *self._history, *self.new]
+        if len(self._history) < 2 or not should_compact(context, tools_chars, window):
+            return
+        mode, prompt = compaction_mode(self._turn.agent.compaction_settings)
+        try:
+            chosen = plan_compaction(self._history, mode)
+        except NothingToCompact:
+            return
+        summary = await summarize(self._turn.llm, self._turn.llm_config, chosen.evicted, prompt)
+        total = len(self._history) + len(self.new)
+        fields = summary_fields(summary, len(chosen.evicted), total, self._now(), self._timezone())
+        message = self._message(**fields)
+        self._history = [message, *chosen.kept]
+        self._system_dirty = True
+        if self._turn.include_compaction_messages:
+            stats = {
+                "trigger": "context_window_limit",
+                "context_window": window,
+                "messages_count_before": total + 1,
+                "messages_count_after": len(self._history) + len(self.new) + 1,
+            }
+            self._extra_items += [
+                {**item, "compaction_stats": stats} for item in self.render(message)
+            ]
+
+    def _needs_approval(self, tool_name: str) -> bool:
+        return tool_name in self._turn.client_tool_names or tool_name in self._solver.needs_approval
+
+    async def _resume_approval(self) -> StopReason | None:
+        """Answers the pending request: client results are recorded, approved calls and
+        the calls that needed no approval run, denied ones return the reason. Then the
+        loop goes on (the model sees the results) unless a terminal tool ran."""
+        reply = self._turn.approval
+        assert reply is not None, "resuming without a reply"
+        request = reply.request
+        self.new.append(self._message(role="approval", **reply.message))
+        outcomes: list[tuple[ToolCall, ToolOutcome]] = []
+        for stored in request.tool_calls:
+            call = ToolCall(id=stored.id, name=stored.name, arguments=stored.arguments)
+            result = reply.results.get(call.id)
+            decision = reply.decisions.get(call.id)
+            if result is not None:
+                outcomes.append((call, _client_outcome(result)))
+            elif decision is not None and not decision.approve:
+                denied = DENIED_TOOL_CALL.format(reason=decision.reason)
+                outcomes.append((call, ToolOutcome(denied, False, {})))
+            else:
+                outcomes.append((call, await self._run_tool(call)))
+        stop = self._after_tools(outcomes, request.step_id, heartbeat_needed=False)
+        returns = [m for m in self.new if m.role == "tool"]
+        self.new += [self._message(**fields) for fields in self._turn.input]
+        await self._commit_step(None, self._running_run() if stop is None else None, returns)
+        return stop
 
     async def _run_tool(self, call: ToolCall) -> ToolOutcome:
         try:
@@ -214,14 +308,17 @@ class _TurnRunner:
         except Exception as error:  # a tool's own failure is the model's to see
             return ToolOutcome(exception_text(call.name, error), False, {})
 
-    def _record_return(self, call: ToolCall, outcome: ToolOutcome, step_id: str) -> None:
+    def _record_return(self, call: ToolCall, outcome: ToolOutcome, step_id: str | None) -> None:
         tool = self._tools.get(call.name)
-        limit = tool.return_char_limit if tool is not None else None
+        limit = tool.return_char_limit if tool is not None else RETURN_CHAR_LIMIT_DEFAULT
         returned = "None" if outcome.returned is None else outcome.returned
         if limit is not None:
             returned = truncate_return(returned, limit)
-        packaged = package_return(
-            returned, ok=outcome.ok, now=self._now(), timezone=self._timezone()
+        # What a client ran is passed on as it came; what ran here is packaged as Letta does.
+        packaged = (
+            returned
+            if outcome.from_client
+            else package_return(returned, ok=outcome.ok, now=self._now(), timezone=self._timezone())
         )
         self.new.append(
             self._message(
@@ -231,6 +328,8 @@ class _TurnRunner:
                 tool_name=call.name,
                 tool_return=returned,
                 tool_status="success" if outcome.ok else "error",
+                stdout=outcome.stdout,
+                stderr=outcome.stderr,
                 step_id=step_id,
             )
         )
@@ -283,6 +382,18 @@ class _TurnRunner:
             parameters = {**parameters, "properties": properties, "required": required}
         return ToolSpec(name=tool.name, description=tool.description or "", parameters=parameters)
 
+    def _request_system(self) -> Message:
+        """The system message as this request sends it: the client's skills are listed for
+        this turn only, never stored."""
+        if not self._turn.client_skills:
+            return self._system
+        text = append_available_skills(
+            self._system.text or "",
+            blocks=list(self._executor.blocks.values()),
+            client_skills=self._turn.client_skills,
+        )
+        return self._system.model_copy(update={"text": text})
+
     def _recompile(self) -> None:
         turn, agent = self._turn, self._turn.agent
         text = compile_system_prompt(
@@ -308,12 +419,12 @@ class _TurnRunner:
 
     # Runs, commits, events ---------------------------------------------------------------
 
+    def _usage_statistics(self) -> UsageStatistics:
+        return usage_statistics(self._usage, self._steps, self._turn.run.id)
+
     def _running_run(self) -> Run:
         return self._turn.run.model_copy(
-            update={
-                "status": "running",
-                "usage": usage_statistics(self._usage, self._steps, self._turn.run.id),
-            }
+            update={"status": "running", "usage": self._usage_statistics()}
         )
 
     def _final_run(self, stop: StopReason, error: LlmError | None) -> Run:
@@ -343,68 +454,85 @@ class _TurnRunner:
             }
         )
 
-    async def _commit(self, step: _Step | None, run: Run | None) -> None:
-        pending = [m for m in [self._system, *self.new] if m.id not in self._committed]
-        if step is None and not pending and run is None:
+    async def _commit_step(
+        self, step: _Step | None, run: Run | None, sent: Sequence[Message] | None = None
+    ) -> None:
+        """Commits a step, with the stream items of what it added (by default, every
+        message since the step began; the user's input is never echoed)."""
+        if sent is None:
+            assert step is not None, "a commit without a step names what it sends"
+            sent = self.new[step.start :]
+        items = [item for message in sent if self._sends(message) for item in self.render(message)]
+        items, self._extra_items = [*self._extra_items, *items], []
+        await self._commit(step, run, items, final=False)
+
+    def _sends(self, message: Message) -> bool:
+        """Token streaming already sent the assistant's own messages, piece by piece."""
+        return not (self._turn.stream_tokens and message.role == "assistant")
+
+    async def _commit(
+        self, step: _Step | None, run: Run | None, items: Sequence[Item], *, final: bool
+    ) -> None:
+        pending = [
+            m for m in [self._system, *self._history, *self.new] if m.id not in self._committed
+        ]
+        if step is None and not pending and run is None and not items:
             return
         ids = [self._system.id, *(m.id for m in self._history), *(m.id for m in self.new)]
-        changes: dict[str, Any] = {
-            "message_ids": ids,
-            "updated_at": max(self._now(), self._turn.agent.updated_at),
-        }
-        if run is not None and run.status != "running":
-            changes.update(
-                last_stop_reason=run.stop_reason,
-                last_run_completion=run.completed_at,
-                last_run_duration_ms=(run.total_duration_ns or 0) // 1_000_000,
-            )
-        agent = self._turn.agent.model_copy(update=changes)
-        record = None
-        if step is not None:
-            record = Step(
-                id=step.id,
-                run_id=self._turn.run.id,
-                agent_id=agent.id,
-                model=self._turn.llm_config.model,
-                model_endpoint=self._turn.llm_config.model_endpoint,
-                provider_name=self._turn.llm_config.provider_name,
-                prompt_tokens=step.usage.prompt_tokens,
-                completion_tokens=step.usage.completion_tokens,
-                total_tokens=step.usage.total_tokens,
-                created_at=self._now(),
-            )
-        executor = self._executor
-        await self._env.store.commit_step(
-            StepCommit(
-                agent=agent,
-                messages=tuple(pending),
-                blocks_changed=tuple(executor.changed.values()),
-                blocks_created=tuple(executor.created.values()),
-                blocks_detached=tuple(executor.detached),
-                passages=tuple(executor.passages),
-                run=run,
-                step=record,
-            )
+        thread = ThreadUpdate(
+            agent_id=self._turn.agent.id,
+            conversation_id=self._turn.conversation_id,
+            message_ids=tuple(ids),
+            updated_at=max(self._now(), self._turn.agent.updated_at),
+            finished_run=run if run is not None and run.status != "running" else None,
         )
+        executor = self._executor
+        commit = StepCommit(
+            thread=thread,
+            messages=tuple(pending),
+            blocks_changed=tuple(executor.changed.values()),
+            blocks_created=tuple(executor.created.values()),
+            blocks_detached=tuple(executor.detached),
+            passages=tuple(executor.passages),
+            run=run,
+            step=None if step is None else self._step_record(step),
+        )
+
+        async def write(events: tuple[RunEvent, ...]) -> None:
+            await self._env.store.commit_step(dataclasses.replace(commit, events=events))
+
+        await self._turn.events.commit(items, write, final=final)
         self._committed.update(m.id for m in pending)
         executor.changed.clear()
         executor.created.clear()
         executor.detached.clear()
         executor.passages.clear()
 
-    async def _emit_step(self, step: _Step) -> None:
-        emit = self._turn.emit
-        if emit is None:
-            return
-        for message in self.new[step.start :]:
-            if (
-                self._turn.stream_tokens
-                and message.role == "assistant"
-                and not message.approval_request
-            ):
-                continue  # already streamed token by token
-            for item in self.render(message):
-                await emit(item)
+    def _step_record(self, step: _Step) -> Step:
+        config = self._turn.llm_config
+        return Step(
+            id=step.id,
+            run_id=self._turn.run.id,
+            agent_id=self._turn.agent.id,
+            model=config.model,
+            model_endpoint=config.model_endpoint,
+            provider_name=config.provider_name,
+            prompt_tokens=step.usage.prompt_tokens,
+            completion_tokens=step.usage.completion_tokens,
+            total_tokens=step.usage.total_tokens,
+            created_at=self._now(),
+        )
+
+    def _streamer(self, message_id: str, step_id: str) -> DeltaStreamer:
+        return DeltaStreamer(
+            events=self._turn.events,
+            message_id=message_id,
+            step_id=step_id,
+            run_id=self._turn.run.id,
+            now_iso=lambda: self._now().isoformat(),
+            text_is_reasoning=self._heartbeat,
+            needs_approval=self._needs_approval,
+        )
 
     def render(self, message: Message) -> list[dict[str, Any]]:
         items = expand(
@@ -415,45 +543,34 @@ class _TurnRunner:
         return [item.model_dump(mode="json") for item in items]
 
 
-class _DeltaStreamer:
-    """Token streaming: each model delta goes out at once as a partial Letta message that
-    shares the assistant message's id; item otids follow the order kinds first appear."""
+def _client_outcome(result: ToolResult) -> ToolOutcome:
+    returned = result.tool_return
+    if not isinstance(returned, str):
+        returned = "\n".join(getattr(part, "text", "") for part in returned)
+    return ToolOutcome(
+        returned,
+        result.status == "success",
+        {},
+        stdout=result.stdout,
+        stderr=result.stderr,
+        from_client=True,
+    )
 
-    def __init__(self, runner: _TurnRunner, message_id: str, step_id: str) -> None:
-        self._runner = runner
-        self._id = message_id
-        self._step_id = step_id
-        self._indexes: dict[str, int] = {}
 
-    def _base(self, kind: str, message_type: str) -> dict[str, Any]:
-        index = self._indexes.setdefault(kind, len(self._indexes))
-        return {
-            "id": self._id,
-            "date": self._runner._now().isoformat(),
-            "message_type": message_type,
-            "otid": item_otid(self._id, index),
-            "run_id": self._runner._turn.run.id,
-            "step_id": self._step_id,
-        }
-
-    async def on_delta(self, delta: LlmDelta) -> None:
-        emit = self._runner._turn.emit
-        assert emit is not None, "token streaming without a consumer"
-        if delta.reasoning:
-            await emit(
-                {**self._base("reasoning", "reasoning_message"), "reasoning": delta.reasoning}
-            )
-        if delta.content:
-            if self._runner._heartbeat:
-                item = {**self._base("text", "reasoning_message"), "reasoning": delta.content}
-            else:
-                item = {**self._base("text", "assistant_message"), "content": delta.content}
-            await emit(item)
-        if delta.tool_call_index is not None:
-            call: dict[str, Any] = {"arguments": delta.arguments or ""}
-            if delta.tool_name:
-                call["name"] = delta.tool_name
-            if delta.tool_call_id:
-                call["tool_call_id"] = delta.tool_call_id
-            kind = f"tool/{delta.tool_call_index}"
-            await emit({**self._base(kind, "tool_call_message"), "tool_call": call})
+async def _unless_cancelled(
+    answer: Awaitable[LlmResponse], cancelled: asyncio.Event
+) -> LlmResponse | None:
+    """The model's answer, or None if the run is cancelled first (the call is abandoned)."""
+    if cancelled.is_set():
+        return None
+    call = asyncio.ensure_future(answer)
+    stop = asyncio.ensure_future(cancelled.wait())
+    try:
+        await asyncio.wait([call, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if call.done():
+        return call.result()
+    call.cancel()
+    await asyncio.gather(call, return_exceptions=True)
+    return None

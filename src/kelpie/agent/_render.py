@@ -55,6 +55,27 @@ def expand(
         return [
             LettaMessage(**common, message_type="user_message", content=content, otid=message.otid)
         ]
+    if message.role == "approval":
+        return [
+            LettaMessage(
+                **common,
+                message_type="approval_response_message",
+                otid=message.otid,
+                approvals=message.approvals,
+                approve=message.approve,
+                approval_request_id=message.approval_request_id,
+                reason=message.reason,
+            )
+        ]
+    if message.role == "summary":
+        return [
+            LettaMessage(
+                **common,
+                message_type="summary_message",
+                otid=item_otid(message.id, 0),
+                summary=message.summary or message.text or "",
+            )
+        ]
     if message.role == "tool":
         return [
             LettaMessage(
@@ -84,15 +105,16 @@ def expand(
                 reasoning=message.text,
                 source="non_reasoner_model",
             )
-    if message.approval_request:
-        pending = [
-            ToolCallOut(name=c.name, arguments=c.arguments, tool_call_id=c.id)
-            for c in message.tool_calls
-        ]
-        for out in pending:
-            add(message_type="approval_request_message", tool_call=out, tool_calls=pending)
-        return items
+    pending = [
+        ToolCallOut(name=c.name, arguments=c.arguments, tool_call_id=c.id)
+        for c in message.tool_calls
+        if message.needs_client(c.id)
+    ]
     for call in message.tool_calls:
+        if message.needs_client(call.id):
+            out = ToolCallOut(name=call.name, arguments=call.arguments, tool_call_id=call.id)
+            add(message_type="approval_request_message", tool_call=out, tool_calls=pending)
+            continue
         reply = None
         if use_assistant_message and call.name == assistant_tool:
             reply = _send_message_text(call.arguments, assistant_kwarg)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from kelpie.errors import (
     Conflict,
+    Expired,
     InvalidInput,
     KelpieError,
     NotFound,
@@ -24,6 +25,7 @@ STATUS_BY_ERROR: Final[dict[type[KelpieError], int]] = {
     InvalidInput: 400,
     NotFound: 404,
     Conflict: 409,
+    Expired: 410,
     Unavailable: 503,
     KelpieError: 500,
 }

@@ -1,6 +1,9 @@
 """Letta's SSE format: `data: <json>` lines without event names (the SDKs only yield unnamed
-events), pings while the run is quiet, a stop reason and usage at the end, an `event: error`
-on failure, and `data: [DONE]` last."""
+events), a ping first and after every 20 s of silence, the stop reason and usage at the
+end, an `event: error` on failure, and `data: [DONE]` last.
+
+Two sources: a live turn's queue (a plain stream), and a background run's stored events
+(a stream anyone can follow or resume from a seq id)."""
 
 import asyncio
 import json
@@ -9,77 +12,107 @@ from typing import Any, Final
 
 from sse_starlette.event import ServerSentEvent
 
-from kelpie.agent import usage_statistics
+from kelpie.agent import closing_items
 from kelpie.env import Env
 from kelpie.errors import KelpieError
-from kelpie.llm import LlmError
-from kelpie.schemas import StopReasonOut, datetime_from_us
-from kelpie.service import StartedTurn
+from kelpie.schemas import STREAM_DONE, RunEvent, UsageStatistics, datetime_from_us
+from kelpie.service import LiveStream, StartedTurn
 
 PING_INTERVAL_S: Final = 20.0
-_DONE: Final = object()
+_END: Final = object()
 
 
 def _data(item: Any) -> ServerSentEvent:
     return ServerSentEvent(data=json.dumps(item, ensure_ascii=False, default=str))
 
 
-async def turn_events(
-    env: Env,
-    started: StartedTurn,
-    queue: asyncio.Queue[Any],
-    *,
-    include_pings: bool,
-) -> AsyncIterator[ServerSentEvent]:
-    """Runs the turn in its own task (it finishes and commits even if the client goes
-    away) and relays what it emits."""
-    run = started.turn.run
-    task = asyncio.ensure_future(started.run())
-    task.add_done_callback(lambda _: queue.put_nowait(_DONE))
+def _ping(env: Env, run_id: str) -> ServerSentEvent:
+    now = datetime_from_us(env.clock.now_us()).isoformat()
+    return _data({"message_type": "ping", "id": f"ping-{run_id}", "run_id": run_id, "date": now})
 
-    def ping() -> ServerSentEvent:
-        now = datetime_from_us(env.clock.now_us()).isoformat()
-        return _data({"message_type": "ping", "id": f"ping-{run.id}", "run_id": run.id,
-                      "date": now})  # fmt: skip
 
+def _sse(item: dict[str, Any] | None) -> ServerSentEvent:
+    if item is None:
+        return ServerSentEvent(data=STREAM_DONE)
+    if item.get("message_type") == "error_message":
+        return ServerSentEvent(event="error", data=json.dumps(item, ensure_ascii=False))
+    return _data(item)
+
+
+async def _with_pings(
+    env: Env, run_id: str, source: "asyncio.Queue[Any]", include_pings: bool
+) -> AsyncIterator[Any]:
+    """Items from `source` until `_END`, with pings while it is quiet."""
     if include_pings:
-        yield ping()
+        yield _ping(env, run_id)
     while True:
         try:
-            item = await asyncio.wait_for(queue.get(), PING_INTERVAL_S)
+            item = await asyncio.wait_for(source.get(), PING_INTERVAL_S)
         except TimeoutError:
             if include_pings:
-                yield ping()
+                yield _ping(env, run_id)
             continue
-        if item is _DONE:
-            break
-        yield _data(item)
+        if item is _END:
+            return
+        yield item
+
+
+async def live_events(
+    env: Env, started: StartedTurn, stream: LiveStream, *, include_pings: bool
+) -> AsyncIterator[ServerSentEvent]:
+    """Runs the turn in its own task (it finishes and commits even if the client goes
+    away) and relays what it sends."""
+    run = started.turn.run
+    relay: asyncio.Queue[Any] = asyncio.Queue()
+    task = asyncio.ensure_future(started.run())
+    ended = False
+
+    async def pump() -> None:
+        while (item := await stream.queue.get()) is not None:
+            relay.put_nowait(item)
+        relay.put_nowait(_END)
+
+    pumping = asyncio.ensure_future(pump())
     try:
-        result = task.result()
-    except KelpieError as error:
-        yield _data(StopReasonOut(stop_reason="error").model_dump(mode="json"))
-        yield _error(run.id, "internal_error", error.detail)
-        yield ServerSentEvent(data="[DONE]")
-        return
-    yield _data(StopReasonOut(stop_reason=result.stop_reason).model_dump(mode="json"))
-    if result.error is not None:
-        yield _error(run.id, _error_type(result.error), str(result.error))
-    else:
-        usage = usage_statistics(result.usage, result.steps, run.id)
-        yield _data(usage.model_dump(mode="json"))
-    yield ServerSentEvent(data="[DONE]")
+        async for item in _with_pings(env, run.id, relay, include_pings):
+            yield item if isinstance(item, ServerSentEvent) else _sse(item)
+        ended = True
+    finally:
+        pumping.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    if ended and task.done() and not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        detail = error.detail if isinstance(error, KelpieError) else str(error)
+        usage = UsageStatistics(run_ids=[run.id])
+        for item in closing_items(run.id, "error", usage, ("internal_error", detail, detail)):
+            yield _sse(item)
+        yield _sse(None)
+    elif ended:
+        yield _sse(None)
 
 
-def _error_type(error: LlmError) -> str:
-    return error.error_type
+async def stored_events(
+    env: Env, run_id: str, events: AsyncIterator[RunEvent], *, include_pings: bool
+) -> AsyncIterator[ServerSentEvent]:
+    """A background run's stored events as they come; ends with [DONE] whatever was
+    stored (a run that ended without one still ends the stream)."""
+    relay: asyncio.Queue[Any] = asyncio.Queue()
 
+    async def pump() -> None:
+        async for event in events:
+            relay.put_nowait(event)
+        relay.put_nowait(_END)
 
-def _error(run_id: str, error_type: str, message: str) -> ServerSentEvent:
-    body = {
-        "message_type": "error_message",
-        "run_id": run_id,
-        "error_type": error_type,
-        "message": message,
-        "detail": message,
-    }
-    return ServerSentEvent(event="error", data=json.dumps(body))
+    pumping = asyncio.ensure_future(pump())
+    done = False
+    try:
+        async for event in _with_pings(env, run_id, relay, include_pings):
+            if isinstance(event, ServerSentEvent):  # a ping
+                yield event
+                continue
+            done = event.data == STREAM_DONE
+            yield ServerSentEvent(data=event.data, event=event.event)
+    finally:
+        pumping.cancel()
+    if not done:
+        yield ServerSentEvent(data=STREAM_DONE)

@@ -76,7 +76,11 @@ async def retrieve_agent(
     services: ServicesDep,
     include: Include = [],  # noqa: B006 - FastAPI copies defaults per request
 ) -> Response:
-    return json_response(await services.agents.retrieve(_agent_id(agent_id), include))
+    agent = await services.agents.retrieve(_agent_id(agent_id), include)
+    if "agent.pending_approval" in include:
+        pending = await services.messages.pending_approval(agent)
+        agent.pending_approval = None if pending is None else pending.model_dump(mode="json")
+    return json_response(agent)
 
 
 @router.patch("/{agent_id}", response_model=AgentState)

@@ -1,16 +1,14 @@
 """Messages on an agent: send (JSON, SSE, async), list, cancel, reset."""
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, Query, Response
-from sse_starlette import EventSourceResponse
 
 from kelpie.api._deps import ServicesDep
 from kelpie.api._params import page_params
 from kelpie.api._routing import LettaRouter, checked_id, json_response
-from kelpie.api._streams import turn_events
-from kelpie.errors import Conflict, ValidationFailed
+from kelpie.api._turns import send
+from kelpie.errors import Conflict
 from kelpie.schemas import (
     AGENT_PREFIX,
     AgentState,
@@ -20,6 +18,7 @@ from kelpie.schemas import (
     LettaResponse,
     Run,
 )
+from kelpie.service import thread_of
 from kelpie.storage import Page
 
 Page100 = Annotated[Page, Depends(page_params(100))]
@@ -31,55 +30,21 @@ def _agent_id(agent_id: str) -> str:
     return checked_id(AGENT_PREFIX, agent_id, "agent_id")
 
 
-def _conversation(conversation_id: str | None) -> str | None:
-    """The agent's default thread is stored without a conversation id."""
-    if conversation_id in (None, "", "default") or (conversation_id or "").startswith("agent-"):
-        return None
-    return conversation_id
-
-
-def _check_json_flags(request: LettaRequest) -> None:
-    sent = request.model_fields_set
-    for flag in ("stream_tokens", "background"):
-        if getattr(request, flag):
-            raise ValidationFailed(f"{flag}=true requires streaming=true")
-    if "include_pings" in sent and not request.include_pings:
-        raise ValidationFailed("include_pings=false requires streaming=true")
-
-
-async def _send(
-    agent_id: str, request: LettaRequest, services: Any, *, stream: bool, conversation: str | None
-) -> Response:
-    messages = services.messages
-    run = messages.new_run(agent_id, conversation, request, background=request.background)
-    if not stream:
-        _check_json_flags(request)
-        started = await messages.start_turn(agent_id, request, run)
-        result = await started.run()
-        return json_response(messages.response(started.agent, request, result))
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    started = await messages.start_turn(agent_id, request, run, emit=queue.put)
-    events = turn_events(messages.env, started, queue, include_pings=request.include_pings)
-    return EventSourceResponse(events, sep="\n")
-
-
 @router.post("/{agent_id}/messages", response_model=LettaResponse)
 async def send_message(agent_id: str, body: LettaRequest, services: ServicesDep) -> Response:
-    return await _send(
-        _agent_id(agent_id), body, services, stream=body.streaming, conversation=None
-    )
+    return await send(services, _agent_id(agent_id), None, body, stream=body.streaming)
 
 
 @router.post("/{agent_id}/messages/stream")
 async def stream_message(agent_id: str, body: LettaRequest, services: ServicesDep) -> Response:
-    return await _send(_agent_id(agent_id), body, services, stream=True, conversation=None)
+    return await send(services, _agent_id(agent_id), None, body, stream=True)
 
 
 @router.post("/{agent_id}/messages/async", response_model=Run)
 async def send_message_async(agent_id: str, body: LettaRequest, services: ServicesDep) -> Response:
     agent_id = _agent_id(agent_id)
     run = services.messages.new_run(agent_id, None, body, background=True)
-    await services.messages.queue_turn(agent_id, body, run)
+    await services.messages.queue_turn(body, run)
     return json_response(run)
 
 
@@ -89,9 +54,10 @@ async def cancel_messages(
     services: ServicesDep,
     run_ids: Annotated[list[str] | None, Body(embed=True)] = None,
 ) -> dict[str, str]:
-    cancelled = services.messages.cancel(_agent_id(agent_id), run_ids)
+    agent_id = _agent_id(agent_id)
+    cancelled = services.messages.cancel(agent_id, run_ids)
     if not cancelled:
-        raise Conflict("No active runs to cancel")
+        raise Conflict(f"No active runs to cancel for agent {agent_id}")
     return cancelled
 
 
@@ -104,12 +70,19 @@ async def list_messages(
     include_return_message_types: Annotated[list[LettaMessageType] | None, Query()] = None,
     use_assistant_message: bool = True,
 ) -> Response:
+    """Every thread's messages, or one thread's: `default` (or the agent's id) for the
+    agent's own, a conversation id for that conversation."""
+    agent_id = _agent_id(agent_id)
+    conversation = None
+    if conversation_id is not None:
+        _, conversation = thread_of(conversation_id, agent_id)
     items = await services.messages.list_messages(
-        _agent_id(agent_id),
-        _conversation(conversation_id),
+        agent_id,
+        conversation,
         page,
         include_return_message_types,
         use_assistant_message,
+        all_threads=conversation_id is None,
     )
     return json_response(items)
 

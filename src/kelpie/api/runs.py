@@ -2,12 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Response
+from fastapi import Body, Depends, Query, Response
 
 from kelpie.api._deps import ServicesDep
 from kelpie.api._params import page_params
 from kelpie.api._routing import LettaRouter, checked_id, json_response
-from kelpie.schemas import RUN_PREFIX, STEP_PREFIX, LettaMessage, Run, Step
+from kelpie.api._turns import follow_stream
+from kelpie.errors import InvalidInput
+from kelpie.schemas import RUN_PREFIX, STEP_PREFIX, LettaMessage, RetrieveStreamRequest, Run, Step
 from kelpie.storage import Page, RunQuery
 
 Page100 = Annotated[Page, Depends(page_params(100))]
@@ -48,6 +50,20 @@ async def retrieve_run(run_id: str, services: ServicesDep) -> Response:
 async def list_run_messages(run_id: str, services: ServicesDep, page: Page100) -> Response:
     run_id = checked_id(RUN_PREFIX, run_id, "run_id")
     return json_response(await services.messages.run_messages(run_id, page))
+
+
+@router.post("/{run_id}/stream")
+async def stream_run(
+    run_id: str,
+    services: ServicesDep,
+    body: Annotated[RetrieveStreamRequest | None, Body()] = None,
+) -> Response:
+    """Replays a background run's stored stream after `starting_after`, then follows it
+    live until it ends."""
+    run = await services.messages.get_run(checked_id(RUN_PREFIX, run_id, "run_id"))
+    if not run.background:
+        raise InvalidInput("Run was not created in background mode, so it cannot be retrieved.")
+    return follow_stream(services, run, body or RetrieveStreamRequest())
 
 
 @router.get("/{run_id}/steps", response_model=list[Step])

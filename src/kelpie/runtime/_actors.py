@@ -2,6 +2,7 @@
 its conversations has a turn in progress (and which run), and the cancel flags of its
 runs. State that must survive lives in the store; dropping an activation loses nothing."""
 
+import asyncio
 import collections
 import contextlib
 import dataclasses
@@ -40,11 +41,16 @@ class Activation:
     last_used_s: float
     # conversation key -> run id of the turn in progress
     turns: dict[str, str] = dataclasses.field(default_factory=dict)
-    cancelled: set[str] = dataclasses.field(default_factory=set)
+    # run id -> set when the run is cancelled (its turn stops at once)
+    cancels: dict[str, asyncio.Event] = dataclasses.field(default_factory=dict)
 
     @property
     def idle(self) -> bool:
         return not self.turns
+
+    def cancel_event(self, run_id: str) -> asyncio.Event:
+        assert run_id in self.turns.values(), "cancel event of a run not in progress"
+        return self.cancels.setdefault(run_id, asyncio.Event())
 
 
 @final
@@ -114,19 +120,33 @@ class AgentRuntime:
         finally:
             assert activation.turns.get(key) == run_id, "turn released by another run"
             del activation.turns[key]
-            activation.cancelled.discard(run_id)
+            activation.cancels.pop(run_id, None)
             activation.last_used_s = self._clock.monotonic_s()
 
     def running_runs(self, agent_id: str) -> list[str]:
         activation = self._active.get(agent_id)
         return [] if activation is None else list(activation.turns.values())
 
-    def cancel(self, agent_id: str, run_ids: list[str] | None) -> list[str]:
-        """Flags runs of the agent to stop at their next step; returns the ones flagged."""
+    def cancel(
+        self,
+        agent_id: str,
+        run_ids: list[str] | None,
+        *,
+        conversation_id: str | None = None,
+        any_conversation: bool = True,
+    ) -> list[str]:
+        """Stops runs of the agent (of one conversation unless `any_conversation`) at once;
+        returns the ones stopped."""
         activation = self._active.get(agent_id)
         if activation is None:
             return []
-        running = list(activation.turns.values())
+        key = conversation_id or DEFAULT_CONVERSATION
+        running = [
+            run_id
+            for conversation, run_id in activation.turns.items()
+            if any_conversation or conversation == key
+        ]
         chosen = running if run_ids is None else [r for r in running if r in run_ids]
-        activation.cancelled.update(chosen)
+        for run_id in chosen:
+            activation.cancel_event(run_id).set()
         return chosen

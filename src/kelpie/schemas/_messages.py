@@ -12,8 +12,13 @@ MESSAGE_TEXT_CHARS_MAX: Final = 1_000_000
 REQUEST_MESSAGES_MAX: Final = 100
 MAX_STEPS_DEFAULT: Final = 50
 MAX_STEPS_LIMIT: Final = 1_000
+APPROVAL_REASON_CHARS_MAX: Final = 10_000
+# A resumed stream replays at most this many stored events per read.
+STREAM_BATCH_SIZE_MAX: Final = 1_000
 
-MessageRole = Literal["system", "user", "assistant", "tool"]
+# `approval`: a client's reply to an approval request; `summary`: what compaction left of
+# older messages (sent to the model as a user message).
+MessageRole = Literal["system", "user", "assistant", "tool", "approval", "summary"]
 StopReason = Literal[
     "end_turn",
     "error",
@@ -72,19 +77,69 @@ class MessageCreate(RequestModel):
     batch_item_id: str | None = None
 
 
+class ApprovalDecision(RequestModel):
+    """Approve or deny one pending tool call; the server runs it when approved."""
+
+    type: Literal["approval"] = "approval"
+    tool_call_id: str = Field(min_length=1)
+    approve: bool
+    reason: str | None = Field(default=None, max_length=APPROVAL_REASON_CHARS_MAX)
+
+
+class ToolResult(RequestModel):
+    """The result of a tool the client ran itself."""
+
+    type: Literal["tool"] = "tool"
+    tool_call_id: str = Field(min_length=1)
+    tool_return: str | list[ContentPart] = Field(max_length=MESSAGE_TEXT_CHARS_MAX)
+    status: Literal["success", "error"] = "success"
+    stdout: list[str] | None = None
+    stderr: list[str] | None = None
+
+
+def _default_approval_type(value: Any) -> Any:
+    """The SDK marks `type` optional: a result carries `tool_return`, a decision `approve`."""
+    if isinstance(value, dict) and "type" not in value:
+        return {**value, "type": "tool" if "tool_return" in value else "approval"}
+    return value
+
+
+Approval = Annotated[ApprovalDecision | ToolResult, Field(discriminator="type")]
+
+
 class ApprovalCreate(RequestModel):
     type: Literal["approval"]
-    approvals: list[dict[str, Any]] | None = None
+    approvals: list[Approval] | None = Field(default=None, max_length=REQUEST_MESSAGES_MAX)
+    # The legacy single-call form: one decision for the pending request.
     approve: bool | None = None
     approval_request_id: str | None = None
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=APPROVAL_REASON_CHARS_MAX)
     otid: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _approval_types(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("approvals"), list):
+            return {**data, "approvals": [_default_approval_type(a) for a in data["approvals"]]}
+        return data
 
 
 class ToolReturnCreate(RequestModel):
+    """Client tool results sent on their own; treated as an approval reply."""
+
     type: Literal["tool_return"]
-    tool_returns: list[dict[str, Any]]
+    tool_returns: list[ToolResult] = Field(max_length=REQUEST_MESSAGES_MAX)
     otid: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _result_types(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("tool_returns"), list):
+            returns = [
+                {**r, "type": "tool"} if isinstance(r, dict) else r for r in data["tool_returns"]
+            ]
+            return {**data, "tool_returns": returns}
+        return data
 
 
 class ClientTool(RequestModel):
@@ -139,6 +194,26 @@ class LettaRequest(RequestModel):
         return data
 
 
+class ConversationMessageRequest(LettaRequest):
+    """A send to a conversation: streams unless asked not to; `agent_id` names the agent
+    when the conversation is `default`."""
+
+    streaming: bool = True
+    agent_id: str | None = None
+
+
+class RetrieveStreamRequest(RequestModel):
+    """Reattach to a background run's stream after `starting_after` (a seq id)."""
+
+    agent_id: str | None = None
+    run_id: str | None = None
+    otid: str | None = None
+    starting_after: int = Field(default=0, ge=0)
+    include_pings: bool = True
+    poll_interval: float = Field(default=0.1, gt=0, le=10)
+    batch_size: int = Field(default=100, ge=1, le=STREAM_BATCH_SIZE_MAX)
+
+
 # Stored -------------------------------------------------------------------------------
 
 
@@ -176,7 +251,21 @@ class Message(ResponseModel):
     hidden: bool = False
     # An assistant message whose tool calls wait for the client's approval (or result).
     approval_request: bool = False
+    # Of an approval request's tool calls, those that need the client (None: all of them);
+    # the others run when the reply arrives.
+    approval_tool_call_ids: list[str] | None = None
+    # An approval reply (role `approval`): what the client decided or returned, per call.
+    approvals: list[dict[str, Any]] | None = None
+    approve: bool | None = None
+    approval_request_id: str | None = None
+    reason: str | None = None
+    # A compaction summary (role `summary`): the summary itself; `text` is what the model reads.
+    summary: str | None = None
     created_at: dt.datetime
+
+    def needs_client(self, tool_call_id: str) -> bool:
+        ids = self.approval_tool_call_ids
+        return self.approval_request and (ids is None or tool_call_id in ids)
 
 
 # Responses ----------------------------------------------------------------------------
@@ -213,6 +302,12 @@ class LettaMessage(ResponseModel):
     tool_call_id: str | None = None
     stdout: list[str] | None = None
     stderr: list[str] | None = None
+    approvals: list[dict[str, Any]] | None = None
+    approve: bool | None = None
+    approval_request_id: str | None = None
+    reason: str | None = None
+    summary: str | None = None
+    compaction_stats: dict[str, Any] | None = None
 
     @model_serializer(mode="wrap")
     def _without_nones(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -260,6 +355,25 @@ class Run(ResponseModel):
     completed_at: dt.datetime | None = None
     # Kelpie: totals across the run's steps.
     usage: UsageStatistics | None = None
+    # Kelpie: a digest of the request's message otids; a retried background send with the
+    # same otids reattaches to this run instead of starting another.
+    request_token: str | None = None
+
+
+# The data of the event that ends every stored stream.
+STREAM_DONE: Final = "[DONE]"
+
+
+class RunEvent(ResponseModel):
+    """One streamed event of a background run, as stored; a resumed stream replays these
+    in seq order."""
+
+    run_id: str
+    seq_id: int = Field(ge=1)
+    # The SSE event name: None for plain data events, "error" for the error event.
+    event: str | None = None
+    # The SSE data: an item's JSON, or STREAM_DONE.
+    data: str
 
 
 class Step(ResponseModel):

@@ -4,15 +4,25 @@ Env's clock and ids, and write each change in one store transaction. Knows nothi
 
 from kelpie.service._agents import AgentService
 from kelpie.service._blocks import BlockService
-from kelpie.service._messages import MessageService, StartedTurn
+from kelpie.service._conversations import ConversationService, thread_of
+from kelpie.service._messages import MessageService, Reattached, StartedTurn
 from kelpie.service._startup import prepare
+from kelpie.service._streams import LiveStream, StoredStream, event_payload
+from kelpie.service._threads import AwaitingApproval
 from kelpie.service._tools import ToolService
 
 __all__ = [
     "AgentService",
+    "AwaitingApproval",
     "BlockService",
+    "ConversationService",
+    "LiveStream",
     "MessageService",
+    "Reattached",
     "StartedTurn",
+    "StoredStream",
     "ToolService",
+    "event_payload",
     "prepare",
+    "thread_of",
 ]

@@ -22,6 +22,7 @@ class SystemPrompts:
         blocks: Sequence[Block],
         now: dt.datetime,
         *,
+        conversation_id: str | None = None,
         previous_message_count: int = 0,
         archival_count: int = 0,
     ) -> str:
@@ -30,6 +31,7 @@ class SystemPrompts:
             blocks=blocks,
             agent_type=agent.agent_type,
             agent_id=agent.id,
+            conversation_id=conversation_id,
             recompiled_at=now,
             timezone=agent.timezone or "UTC",
             previous_message_count=previous_message_count,

@@ -37,6 +37,10 @@ WRITE_OPERATIONS: Final = frozenset(
         "delete_agent_messages",
         "save_run",
         "insert_passage",
+        "insert_conversation",
+        "update_conversation",
+        "delete_conversation",
+        "append_run_events",
     }
 )
 READ_OPERATIONS: Final = frozenset(
@@ -71,6 +75,11 @@ READ_OPERATIONS: Final = frozenset(
         "search_messages",
         "search_passages",
         "count_passages",
+        "get_conversation",
+        "list_conversations",
+        "list_run_events",
+        "last_run_seq",
+        "find_run_by_request_token",
     }
 )
 UNFAULTED_OPERATIONS: Final = frozenset({"close"})

@@ -4,12 +4,14 @@ Driver exceptions never leave this package: they become `StorageUnavailable` or
 `StorageConflict`.
 """
 
-from kelpie.storage._commits import StepCommit
+from kelpie.storage._commits import StepCommit, ThreadUpdate
 from kelpie.storage._errors import StorageConflict, StorageUnavailable
 from kelpie.storage._queries import (
     PAGE_LIMIT_MAX,
     AgentQuery,
     BlockQuery,
+    ConversationQuery,
+    MessageQuery,
     Page,
     RunQuery,
     ToolQuery,
@@ -21,6 +23,8 @@ __all__ = [
     "PAGE_LIMIT_MAX",
     "AgentQuery",
     "BlockQuery",
+    "ConversationQuery",
+    "MessageQuery",
     "Page",
     "RunQuery",
     "SqliteStore",
@@ -28,5 +32,6 @@ __all__ = [
     "StorageConflict",
     "StorageUnavailable",
     "Store",
+    "ThreadUpdate",
     "ToolQuery",
 ]

@@ -1,9 +1,25 @@
 """Write payloads that must land together: an agent step is one transaction."""
 
 import dataclasses
+import datetime as dt
 from typing import final
 
-from kelpie.schemas import AgentConfig, Block, Message, Passage, Run, Step
+from kelpie.schemas import Block, Message, Passage, Run, RunEvent, Step
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ThreadUpdate:
+    """A message thread's new in-context list: the agent's own thread (conversation_id
+    None, kept on the agent) or one conversation's. Only these fields are written, so a
+    turn never overwrites what a concurrent API call changed on the agent."""
+
+    agent_id: str
+    conversation_id: str | None
+    message_ids: tuple[str, ...]
+    updated_at: dt.datetime
+    # A run that just ended: its outcome is recorded on the agent (last_run_* fields).
+    finished_run: Run | None = None
 
 
 @final
@@ -12,7 +28,7 @@ class StepCommit:
     """Everything one agent step changed. Committed atomically: after a crash either all of
     it is there or none of it, and a reply is acknowledged only after it returns."""
 
-    agent: AgentConfig  # the agent's new state (in-context message ids, timestamps)
+    thread: ThreadUpdate
     messages: tuple[Message, ...] = ()
     blocks_changed: tuple[Block, ...] = ()  # existing blocks with new values
     blocks_created: tuple[Block, ...] = ()  # new blocks, attached to the agent
@@ -20,3 +36,5 @@ class StepCommit:
     passages: tuple[Passage, ...] = ()  # archival memory written by the step
     run: Run | None = None
     step: Step | None = None
+    # Stream events of a background run that the step produced (stored before any is sent).
+    events: tuple[RunEvent, ...] = ()

@@ -63,3 +63,26 @@ class RunQuery:
     conversation_id: str | None = None
     statuses: tuple[str, ...] = ()
     background: bool | None = None
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConversationQuery:
+    agent_id: str | None = None
+    # None: archived and not; True/False: only those.
+    archived: bool | None = False
+    include_hidden: bool = False
+    summary_search: str | None = None
+    # "created_at" or "last_message_at": the time column pages are ordered by.
+    order_by: str = "created_at"
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MessageQuery:
+    agent_id: str
+    # Which thread: the agent's own (None), one conversation's, or every thread (all_threads).
+    conversation_id: str | None = None
+    all_threads: bool = False
+    # Messages listed with the thread though stored under another (a fork's shared history).
+    shared_ids: tuple[str, ...] = ()

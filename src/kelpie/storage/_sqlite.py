@@ -30,11 +30,12 @@ from kelpie.storage._pagination import Cursor, page_clause
 from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
 from kelpie.storage._sql import like_pattern, placeholders
 from kelpie.storage._sqlite_runs import RunRows
+from kelpie.storage._sqlite_threads import ThreadRows
 
 BUSY_TIMEOUT_MS: Final = 5_000
 # SQLite's page cache (default 2 MiB): enough for the hot index pages of a large store.
 PAGE_CACHE_KIB: Final = 64 * 1024
-_PAGE_COLUMNS: Final = frozenset({"created_at", "updated_at"})
+_PAGE_COLUMNS: Final = frozenset({"created_at", "updated_at", "last_message_at"})
 # What an agent row's JSON holds: its configuration, never its relationships.
 _AGENT_CONFIG_FIELDS: Final = set(AgentConfig.model_fields)
 
@@ -50,7 +51,7 @@ def _agent_state(data: str) -> AgentState:
 
 
 @final
-class SqliteStore(RunRows):
+class SqliteStore(RunRows, ThreadRows):
     def __init__(
         self, connection: sqlite3.Connection, checkpointer: WalCheckpointer | None = None
     ) -> None:

@@ -5,12 +5,12 @@ import collections
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from kelpie.schemas import Message, Passage, Run, Step, us_from_datetime
-from kelpie.storage._commits import StepCommit
-from kelpie.storage._queries import Page, RunQuery
-from kelpie.storage._sql import like_pattern
+from kelpie.schemas import Message, Passage, Run, RunEvent, Step, us_from_datetime
+from kelpie.storage._commits import StepCommit, ThreadUpdate
+from kelpie.storage._queries import MessageQuery, Page, RunQuery
+from kelpie.storage._sql import SQL_VARIABLES_MAX, like_pattern, placeholders
 
 _ACTIVE_STATUSES: Final = ("created", "running")
 # Parsed messages kept in memory (a few hundred bytes to a few KB each).
@@ -44,9 +44,6 @@ class RunRows:
         params: list[object],
         column: str = "created_at",
     ) -> tuple[str, list[object], bool]:
-        raise NotImplementedError
-
-    def _write_agent_row(self, db: sqlite3.Connection, agent: Any) -> None:
         raise NotImplementedError
 
     def _write_block_row(self, db: sqlite3.Connection, block: Any, *, insert: bool) -> None:
@@ -108,16 +105,19 @@ class RunRows:
             cache.popitem(last=False)
         return [found[i] for i in message_ids if i in found]
 
-    async def list_messages(
-        self, agent_id: str, conversation_id: str | None, page: Page
-    ) -> list[Message]:
-        sql, params, reverse = self._paged(
-            "messages",
-            "m",
-            page,
-            ["m.agent_id = ?", "m.conversation_id IS ?"],
-            [agent_id, conversation_id],
-        )
+    async def list_messages(self, query: MessageQuery, page: Page) -> list[Message]:
+        where = ["m.agent_id = ?"]
+        params: list[object] = [query.agent_id]
+        if not query.all_threads:
+            thread = "m.conversation_id IS ?"
+            if query.shared_ids:
+                shared = query.shared_ids[:SQL_VARIABLES_MAX]
+                thread = f"({thread} OR m.id IN ({placeholders(shared)}))"
+                params += [query.conversation_id, *shared]
+            else:
+                params.append(query.conversation_id)
+            where.append(thread)
+        sql, params, reverse = self._paged("messages", "m", page, where, params)
         rows = self._read(f"SELECT m.data FROM messages m {sql}", params)
         messages = [Message.model_validate_json(row[0]) for row in rows]
         return messages[::-1] if reverse else messages
@@ -237,7 +237,7 @@ class RunRows:
     def _write_run(db: sqlite3.Connection, run: Run) -> None:
         db.execute(
             "INSERT INTO runs (id, agent_id, conversation_id, status, background, created_at,"
-            " completed_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " completed_at, request_token, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
             " completed_at = excluded.completed_at, data = excluded.data",
             (
@@ -248,13 +248,25 @@ class RunRows:
                 int(run.background),
                 us_from_datetime(run.created_at),
                 None if run.completed_at is None else us_from_datetime(run.completed_at),
+                run.request_token,
                 run.model_dump_json(),
             ),
         )
 
-    async def save_run(self, run: Run) -> None:
+    if TYPE_CHECKING:  # ThreadRows, the sibling mixin, has these.
+
+        def _insert_run_events(
+            self, db: sqlite3.Connection, events: Sequence[RunEvent]
+        ) -> None: ...
+
+        def _write_thread(self, db: sqlite3.Connection, thread: ThreadUpdate) -> None: ...
+
+    async def save_run(self, run: Run, events: Sequence[RunEvent] = ()) -> None:
+        """The run's state, and the stream events that go with it (a run that ends outside
+        a step, e.g. failed at start-up, also ends its stored stream)."""
         with self._tx() as db:
             self._write_run(db, run)
+            self._insert_run_events(db, events)
 
     async def get_run(self, run_id: str) -> Run | None:
         rows = self._read("SELECT data FROM runs WHERE id = ?", (run_id,))
@@ -331,10 +343,10 @@ class RunRows:
                     "INSERT INTO agent_blocks (agent_id, block_id, label, attached_at)"
                     " VALUES (?, ?, ?, ?)",
                     (
-                        commit.agent.id,
+                        commit.thread.agent_id,
                         block.id,
                         block.label,
-                        us_from_datetime(commit.agent.updated_at),
+                        us_from_datetime(commit.thread.updated_at),
                     ),
                 )
             for passage in commit.passages:
@@ -342,9 +354,10 @@ class RunRows:
             for block_id in commit.blocks_detached:
                 db.execute(
                     "DELETE FROM agent_blocks WHERE agent_id = ? AND block_id = ?",
-                    (commit.agent.id, block_id),
+                    (commit.thread.agent_id, block_id),
                 )
-            self._write_agent_row(db, commit.agent)
+            self._write_thread(db, commit.thread)
+            self._insert_run_events(db, commit.events)
 
 
 def _chunks(values: Sequence[str], size: int = 500) -> Iterator[list[str]]:
