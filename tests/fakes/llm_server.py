@@ -19,8 +19,8 @@ Served:
                                   model requests received since the last DELETE /_script
 Anything else gets a 404 in OpenAI's error shape.
 
-Each model request takes the next queued entry, whichever API it comes through; when the
-queue is empty the answer is the plain reply "OK". An entry is one of
+Each model request takes the first queued entry it may take, whichever API it comes
+through; when there is none the answer is the plain reply "OK". An entry is one of
     {"content": "...", "reasoning"?: "...", "tool_calls"?: [{"id", "name", "arguments"}],
      "finish_reason"?: "stop"|"tool_calls"|"length"|"content_filter",
      "usage"?: {"prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"}}
@@ -32,6 +32,10 @@ and any entry may also carry
     "stream_error": {"after_events"?: N (1), "type"?: "overloaded_error", "message"?: "..."}
                                   when streaming, end the stream after N events with an
                                   error event, as providers do when failing mid-answer
+    "when_tool": "name"           only a request that offers the model a tool of this name
+                                  takes the entry; other requests pass it by. Lets a test
+                                  script a client's turn without knowing what other model
+                                  calls the server makes around it.
 `finish_reason` defaults to "tool_calls" when there are tool calls, else "stop"; `usage`
 fields default to rough counts of the request's and the answer's characters.
 """
@@ -132,13 +136,19 @@ class Script:
             self._requests.clear()
 
     def take(self, request: Request) -> Json:
-        """Records `request` and returns the next entry (the default when none is queued)."""
+        """Records `request` and returns the first entry it may take (the default if none)."""
         recorded = {
             name: request.headers[name] for name in RECORDED_HEADERS if name in request.headers
         }
+        offered = offered_tools(request.body)
         with self._lock:
             self._requests.append({"path": request.path, "headers": recorded, "body": request.body})
-            return self._entries.popleft() if self._entries else {}
+            for index, entry in enumerate(self._entries):
+                wanted = entry.get("when_tool")
+                if wanted is None or wanted in offered:
+                    del self._entries[index]
+                    return entry
+            return {}
 
     def requests(self) -> list[Json]:
         with self._lock:
@@ -146,6 +156,21 @@ class Script:
 
 
 SCRIPT: Final = Script()
+
+
+def offered_tools(body: JsonValue) -> frozenset[str]:
+    """The names of the tools a model request offers, in either API's shape: OpenAI's
+    `{"type": "function", "function": {"name": ...}}` or Anthropic's `{"name": ...}`."""
+    tools = body.get("tools") if isinstance(body, dict) else None
+    names: set[str] = set()
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        function = tool.get("function")
+        name = (function if isinstance(function, dict) else tool).get("name")
+        if isinstance(name, str):
+            names.add(name)
+    return frozenset(names)
 
 
 def error_reply(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:

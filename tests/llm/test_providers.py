@@ -120,6 +120,19 @@ class TestAnswers:
         assert response.content is None
         assert response.tool_calls == ()
 
+    def test_entry_for_a_tool_waits_for_a_request_offering_it(
+        self, fake_llm: FakeLlm, provider: Provider
+    ) -> None:
+        fake_llm.script(_entry(TIME_CALL, when_tool="get_time"), {"content": "Plain."})
+
+        without_tool, _ = complete(provider, chat_request(tools=(WEATHER_TOOL,)))
+        with_tool, _ = complete(provider, chat_request(tools=(WEATHER_TOOL, TIME_TOOL)))
+        after, _ = complete(provider, chat_request(tools=(TIME_TOOL,)))
+
+        assert without_tool.content == "Plain."
+        assert with_tool.tool_calls == (TIME_CALL,)
+        assert after.content == "OK"
+
 
 class TestStreaming:
     def test_deltas_and_response_match_the_unstreamed_answer(

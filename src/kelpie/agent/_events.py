@@ -55,6 +55,7 @@ class DeltaStreamer:
     needs_approval: Callable[[str], bool]
     _indexes: dict[str, int] = dataclasses.field(default_factory=dict)
     _call_types: dict[int, str] = dataclasses.field(default_factory=dict)
+    _call_ids: dict[int, str] = dataclasses.field(default_factory=dict)
 
     def _base(self, kind: str, message_type: str) -> dict[str, Any]:
         index = self._indexes.setdefault(kind, len(self._indexes))
@@ -87,7 +88,11 @@ class DeltaStreamer:
             call: dict[str, Any] = {"arguments": delta.arguments or ""}
             if delta.tool_name:
                 call["name"] = delta.tool_name
+            # Providers send a call's id with its first piece only; every piece carries it
+            # here, as Letta's do, because letta-code drops pieces that lack it.
             if delta.tool_call_id:
-                call["tool_call_id"] = delta.tool_call_id
+                self._call_ids[index] = delta.tool_call_id
+            if index in self._call_ids:
+                call["tool_call_id"] = self._call_ids[index]
             item = {**self._base(f"tool/{index}", self._call_types[index]), "tool_call": call}
             await self.events.delta(item)
