@@ -187,7 +187,9 @@ PUBLIC_SURFACES: Final[dict[str, tuple[str, ...]]] = {
     "kelpie.storage": (
         "PAGE_LIMIT_MAX",
         "AgentQuery",
+        "AgentsImport",
         "BlockQuery",
+        "NewAgent",
         "Page",
         "RunQuery",
         "SqliteStore",

@@ -4,7 +4,7 @@ Driver exceptions never leave this package: they become `StorageUnavailable` or
 `StorageConflict`.
 """
 
-from kelpie.storage._commits import StepCommit
+from kelpie.storage._commits import AgentsImport, NewAgent, StepCommit
 from kelpie.storage._errors import StorageConflict, StorageUnavailable
 from kelpie.storage._queries import (
     PAGE_LIMIT_MAX,
@@ -20,7 +20,9 @@ from kelpie.storage._store import Store
 __all__ = [
     "PAGE_LIMIT_MAX",
     "AgentQuery",
+    "AgentsImport",
     "BlockQuery",
+    "NewAgent",
     "Page",
     "RunQuery",
     "SqliteStore",

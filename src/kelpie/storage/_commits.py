@@ -3,7 +3,7 @@
 import dataclasses
 from typing import final
 
-from kelpie.schemas import AgentConfig, Block, Message, Passage, Run, Step
+from kelpie.schemas import AgentConfig, Block, Message, Passage, Run, Step, Tool
 
 
 @final
@@ -20,3 +20,29 @@ class StepCommit:
     passages: tuple[Passage, ...] = ()  # archival memory written by the step
     run: Run | None = None
     step: Step | None = None
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NewAgent:
+    """An agent to insert, with what is its own: blocks made for it alone, its
+    attachments (in order) and its history."""
+
+    agent: AgentConfig
+    new_blocks: tuple[Block, ...] = ()
+    block_ids: tuple[str, ...] = ()  # every block it sees, its own and shared ones
+    tool_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    messages: tuple[Message, ...] = ()
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AgentsImport:
+    """An agent file's worth of writes, committed atomically: an import that fails
+    half-way leaves nothing behind."""
+
+    tools_created: tuple[Tool, ...] = ()
+    tools_replaced: tuple[Tool, ...] = ()  # stored tools the file redefines (same id)
+    blocks_created: tuple[Block, ...] = ()  # blocks the file's agents may share
+    agents: tuple[NewAgent, ...] = ()
