@@ -4,7 +4,7 @@ and the simulator (an in-process ASGI transport)."""
 from fastapi import FastAPI
 
 from kelpie import __version__
-from kelpie.api import agents, blocks, health, messages, models, runs, tools
+from kelpie.api import agent_files, agents, blocks, health, messages, models, runs, tools
 from kelpie.api._deps import Services
 from kelpie.api._errors import install_error_handlers
 from kelpie.api._middleware import GuardMiddleware
@@ -25,5 +25,6 @@ def create_app(env: Env) -> FastAPI:
         app.include_router(module.router)
     app.include_router(agents.tags_router)
     app.include_router(runs.steps_router)
+    app.include_router(agent_files.router)
     app.add_middleware(GuardMiddleware, password=env.config.server_password)
     return app

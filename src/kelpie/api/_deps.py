@@ -9,7 +9,14 @@ from fastapi import Depends, Request
 
 from kelpie.env import Env
 from kelpie.runtime import AgentRuntime
-from kelpie.service import AgentService, BlockService, MessageService, ToolService
+from kelpie.service import (
+    AgentExporter,
+    AgentImporter,
+    AgentService,
+    BlockService,
+    MessageService,
+    ToolService,
+)
 
 
 @final
@@ -19,6 +26,8 @@ class Services:
     blocks: BlockService
     tools: ToolService
     messages: MessageService
+    exporter: AgentExporter
+    importer: AgentImporter
 
     @classmethod
     def build(cls, env: Env) -> "Services":
@@ -33,6 +42,8 @@ class Services:
             blocks=BlockService(env),
             tools=ToolService(env),
             messages=MessageService(env, agents, runtime),
+            exporter=AgentExporter(env, agents),
+            importer=AgentImporter(env, agents),
         )
 
 

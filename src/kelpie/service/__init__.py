@@ -2,6 +2,8 @@
 Env's clock and ids, and write each change in one store transaction. Knows nothing of HTTP.
 """
 
+from kelpie.service._agent_export import AgentExporter
+from kelpie.service._agent_import import AgentImporter, ImportOptions
 from kelpie.service._agents import AgentService
 from kelpie.service._blocks import BlockService
 from kelpie.service._messages import MessageService, StartedTurn
@@ -9,8 +11,11 @@ from kelpie.service._startup import prepare
 from kelpie.service._tools import ToolService
 
 __all__ = [
+    "AgentExporter",
+    "AgentImporter",
     "AgentService",
     "BlockService",
+    "ImportOptions",
     "MessageService",
     "StartedTurn",
     "ToolService",
