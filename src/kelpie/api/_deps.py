@@ -14,6 +14,8 @@ from kelpie.service import (
     AgentImporter,
     AgentService,
     BlockService,
+    ContextService,
+    MessageLookup,
     MessageService,
     ToolService,
 )
@@ -28,6 +30,8 @@ class Services:
     messages: MessageService
     exporter: AgentExporter
     importer: AgentImporter
+    context: ContextService
+    message_lookup: MessageLookup
 
     @classmethod
     def build(cls, env: Env) -> "Services":
@@ -44,6 +48,8 @@ class Services:
             messages=MessageService(env, agents, runtime),
             exporter=AgentExporter(env, agents),
             importer=AgentImporter(env, agents),
+            context=ContextService(env, agents),
+            message_lookup=MessageLookup(env),
         )
 
 

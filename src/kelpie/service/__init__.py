@@ -6,6 +6,8 @@ from kelpie.service._agent_export import AgentExporter
 from kelpie.service._agent_import import AgentImporter, ImportOptions
 from kelpie.service._agents import AgentService
 from kelpie.service._blocks import BlockService
+from kelpie.service._context import ContextService
+from kelpie.service._message_lookup import MessageLookup
 from kelpie.service._messages import MessageService, StartedTurn
 from kelpie.service._startup import prepare
 from kelpie.service._tools import ToolService
@@ -15,7 +17,9 @@ __all__ = [
     "AgentImporter",
     "AgentService",
     "BlockService",
+    "ContextService",
     "ImportOptions",
+    "MessageLookup",
     "MessageService",
     "StartedTurn",
     "ToolService",
