@@ -134,3 +134,26 @@ class ScriptedLlm(Protocol):
     def clear(self) -> None: ...
 
     def requests(self) -> list[dict[str, object]]: ...
+
+
+# --- Agent files ------------------------------------------------------------------------
+# Imports stay inside the functions: the import block above belongs to other tests.
+
+
+def import_agent_file(client: Letta, data: bytes | str, **options: Any) -> list[str]:
+    """Uploads `data` as an agent file with the SDK; returns the new agents' ids."""
+    import io
+
+    raw = data.encode() if isinstance(data, str) else data
+    upload = ("agent.af", io.BytesIO(raw), "application/json")
+    return client.agents.import_file(file=upload, **options).agent_ids
+
+
+def export_agent_file(client: Letta, agent_id: str, **options: Any) -> dict[str, Any]:
+    """The agent's export, parsed."""
+    import json
+
+    exported = client.agents.export_file(agent_id, **options)
+    parsed = json.loads(exported)
+    assert isinstance(parsed, dict), f"an export is not a JSON object: {exported[:200]!r}"
+    return parsed

@@ -639,3 +639,41 @@ def test_count_agents_counts_creates_and_deletes(client: Letta, http: httpx.Clie
     assert http.get("/v1/agents/count").json() == before + 1
     client.agents.delete(created.id)
     assert http.get("/v1/agents/count").json() == before
+
+
+class TestSecretsAndMcpServers:
+    """Raw routes letta-code calls on start-up (letta-api.md §4.6)."""
+
+    def test_secrets_lists_keys_and_values(self, client: Letta, http: httpx.Client) -> None:
+        agent = client.agents.create(model=MODEL, secrets={"B_KEY": "b", "A_KEY": "a"})
+
+        response = http.get(f"/v1/agents/{agent.id}/secrets")
+
+        assert response.status_code == 200
+        assert sorted((s["key"], s["value"]) for s in response.json()) == [
+            ("A_KEY", "a"),
+            ("B_KEY", "b"),
+        ]
+
+    def test_secrets_set_through_update_are_listed(self, client: Letta, http: httpx.Client) -> None:
+        # letta-code's `/secret set` writes every secret back with agents.update.
+        agent = new_agent(client)
+        client.agents.update(agent.id, secrets={"TOKEN": "t"})
+
+        response = http.get(f"/v1/agents/{agent.id}/secrets")
+
+        assert [(s["key"], s["value"]) for s in response.json()] == [("TOKEN", "t")]
+
+    def test_secrets_of_unknown_agent_is_not_found(self, http: httpx.Client) -> None:
+        response = http.get("/v1/agents/agent-00000000-0000-4000-8000-000000000000/secrets")
+        assert response.status_code == 404
+
+    def test_mcp_servers_is_an_empty_list(self, client: Letta, http: httpx.Client) -> None:
+        agent = new_agent(client)
+        response = http.get(f"/v1/agents/{agent.id}/mcp-servers")
+        assert response.status_code == 200
+        assert response.json() == []
+
+    def test_mcp_servers_of_unknown_agent_is_not_found(self, http: httpx.Client) -> None:
+        response = http.get("/v1/agents/agent-00000000-0000-4000-8000-000000000000/mcp-servers")
+        assert response.status_code == 404

@@ -252,3 +252,47 @@ def test_open_with_a_failing_migration_is_storage_unavailable(
     monkeypatch.setattr(_migrations, "migrations_dir", lambda: folder)
     with pytest.raises(StorageUnavailable):
         SqliteStore.open(tmp_path / "kelpie.db")
+
+
+def test_messages_across_agents_are_paged_by_an_index(tmp_path: Path) -> None:
+    db_path = _migrated(tmp_path)
+    assert _index_columns(db_path, "messages_by_created") == ("created_at", "id")
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT m.data FROM messages m"
+            " WHERE (m.created_at, m.id) < (?, ?) ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
+            (0, "message-x", 10),
+        ).fetchall()
+    details = " | ".join(row[-1] for row in plan)
+    assert "messages_by_created" in details
+    assert "TEMP B-TREE" not in details
+
+
+def test_a_version_1_database_is_upgraded_with_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_first = tmp_path / "version-1"
+    only_first.mkdir()
+    (only_first / INITIAL_SQL).write_text((_migrations.migrations_dir() / INITIAL_SQL).read_text())
+    db_path = tmp_path / "kelpie.db"
+    with monkeypatch.context() as patched:
+        patched.setattr(_migrations, "migrations_dir", lambda: only_first)
+        _migrations.apply(db_path)
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+        db.execute(
+            "INSERT INTO agents (id, name, agent_type, created_at, updated_at, data)"
+            " VALUES ('agent-1', 'ada', 'letta_v1_agent', 1, 1, '{}')"
+        )
+        db.execute(
+            "INSERT INTO messages (id, agent_id, role, created_at, data)"
+            " VALUES ('message-1', 'agent-1', 'system', 1, '{}')"
+        )
+    assert "messages_by_created" not in _names(db_path, "index")
+
+    applied = _migrations.apply(db_path)
+
+    assert applied == len(list(_migrations.migrations_dir().glob("*.sql"))) - 1
+    assert "messages_by_created" in _names(db_path, "index")
+    assert _migrations.at_head(db_path) is True
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        assert db.execute("SELECT id FROM messages").fetchall() == [("message-1",)]

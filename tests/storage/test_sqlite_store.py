@@ -19,18 +19,22 @@ from kelpie.errors import InvalidInput
 from kelpie.schemas import (
     AGENT_PREFIX,
     BLOCK_PREFIX,
+    MESSAGE_PREFIX,
     TOOL_PREFIX,
     AgentConfig,
     AgentState,
     Block,
     LlmConfig,
+    Message,
     Tool,
     is_valid_id,
     us_from_datetime,
 )
 from kelpie.storage import (
     AgentQuery,
+    AgentsImport,
     BlockQuery,
+    NewAgent,
     Page,
     SqliteStore,
     StorageConflict,
@@ -122,7 +126,7 @@ async def _insert(
     )
 
 
-def _ids(items: Sequence[AgentConfig | Block | Tool]) -> list[str]:
+def _ids(items: Sequence[AgentConfig | Block | Tool | Message]) -> list[str]:
     return [item.id for item in items]
 
 
@@ -887,3 +891,132 @@ def test_ids_made_by_entropy_are_valid(entropy: Entropy) -> None:
     assert is_valid_id(AGENT_PREFIX, _agent(entropy, "ada").id)
     assert is_valid_id(BLOCK_PREFIX, _block(entropy, "human").id)
     assert is_valid_id(TOOL_PREFIX, _tool(entropy, "lookup").id)
+
+
+# Agent-file imports: one transaction --------------------------------------------------
+
+
+def _message(entropy: Entropy, agent: AgentConfig, text: str, at: dt.datetime) -> Message:
+    return Message(
+        id=entropy.new_id(MESSAGE_PREFIX), agent_id=agent.id, role="user", text=text, created_at=at
+    )
+
+
+def _import_batch(entropy: Entropy, stored_tool: Tool) -> AgentsImport:
+    """Two agents sharing a block and a new tool; the first has a block of its own, a tag
+    and a message; the stored tool is redefined."""
+    shared = _block(entropy, "policies", "Returns within 30 days")
+    tool = _tool(entropy, "lookup_order")
+    first, second = _agent(entropy, "harbor"), _agent(entropy, "sleeptime")
+    own = _block(entropy, "human", "Name: Priya")
+    return AgentsImport(
+        tools_created=(tool,),
+        tools_replaced=(stored_tool.model_copy(update={"description": "redefined"}),),
+        blocks_created=(shared,),
+        agents=(
+            NewAgent(
+                agent=first,
+                new_blocks=(own,),
+                block_ids=(own.id, shared.id),
+                tool_ids=(tool.id, stored_tool.id),
+                tags=("support",),
+                messages=(_message(entropy, first, "Where is my order?", _at(1)),),
+            ),
+            NewAgent(agent=second, block_ids=(shared.id,), tool_ids=(tool.id,)),
+        ),
+    )
+
+
+def test_import_agents_writes_every_part(store: SqliteStore, entropy: Entropy) -> None:
+    stored_tool = _tool(entropy, "shout", description="original")
+    asyncio.run(store.insert_tool(stored_tool))
+    batch = _import_batch(entropy, stored_tool)
+    first, second = batch.agents
+
+    asyncio.run(store.import_agents(batch))
+
+    ids = [first.agent.id, second.agent.id]
+    assert [_config(asyncio.run(store.get_agent(i))) for i in ids] == [first.agent, second.agent]
+    blocks = asyncio.run(store.blocks_of_agents(ids))
+    assert sorted(_ids(blocks[first.agent.id])) == sorted(first.block_ids)
+    assert _ids(blocks[second.agent.id]) == list(second.block_ids)
+    tools = asyncio.run(store.tools_of_agents(ids))
+    assert sorted(_ids(tools[first.agent.id])) == sorted(first.tool_ids)
+    assert asyncio.run(store.tags_of_agents(ids)) == {ids[0]: ["support"], ids[1]: []}
+    assert asyncio.run(store.get_messages([first.messages[0].id])) == list(first.messages)
+    replaced = asyncio.run(store.get_tool(stored_tool.id))
+    assert replaced is not None
+    assert replaced.description == "redefined"
+
+
+def test_import_agents_is_all_or_nothing(store: SqliteStore, entropy: Entropy) -> None:
+    stored_tool = _tool(entropy, "shout", description="original")
+    asyncio.run(store.insert_tool(stored_tool))
+    batch = _import_batch(entropy, stored_tool)
+    # The second agent breaks a rule only the database checks: its id is taken.
+    clash = batch.agents[1].agent.model_copy(update={"id": batch.agents[0].agent.id})
+    broken = AgentsImport(
+        tools_created=batch.tools_created,
+        tools_replaced=batch.tools_replaced,
+        blocks_created=batch.blocks_created,
+        agents=(batch.agents[0], NewAgent(agent=clash)),
+    )
+
+    with pytest.raises(StorageConflict):
+        asyncio.run(store.import_agents(broken))
+
+    assert asyncio.run(store.get_agent(batch.agents[0].agent.id)) is None
+    assert asyncio.run(store.get_tools([batch.tools_created[0].id])) == []
+    assert asyncio.run(store.get_blocks([batch.blocks_created[0].id])) == []
+    assert asyncio.run(store.get_messages([batch.agents[0].messages[0].id])) == []
+    assert asyncio.run(store.get_tool(stored_tool.id)) == stored_tool
+
+
+def test_import_agents_redefining_a_deleted_tool_is_a_conflict(
+    store: SqliteStore, entropy: Entropy
+) -> None:
+    vanished = _tool(entropy, "shout")
+    batch = _import_batch(entropy, vanished)
+
+    with pytest.raises(StorageConflict, match="deleted during the import"):
+        asyncio.run(store.import_agents(batch))
+
+    assert asyncio.run(store.get_agent(batch.agents[0].agent.id)) is None
+    assert asyncio.run(store.get_tools([batch.tools_created[0].id])) == []
+
+
+# Messages across agents ---------------------------------------------------------------
+
+
+def test_list_all_messages_pages_across_agents(store: SqliteStore, entropy: Entropy) -> None:
+    ada, grace = _agent(entropy, "ada"), _agent(entropy, "grace")
+    for agent in (ada, grace):
+        asyncio.run(_insert(store, agent))
+    messages = [
+        _message(entropy, agent, f"{agent.name} {i}", _at(2 * i + offset))
+        for i in range(3)
+        for offset, agent in enumerate((ada, grace))
+    ]
+    asyncio.run(store.insert_messages(messages))
+
+    newest = asyncio.run(store.list_all_messages(None, Page(limit=4, ascending=False)))
+    after = asyncio.run(
+        store.list_all_messages(None, Page(limit=10, ascending=True, after=messages[1].id))
+    )
+
+    assert _ids(newest) == _ids(messages[::-1][:4])
+    assert _ids(after) == _ids(messages[2:])
+
+
+def test_list_all_messages_of_one_conversation(store: SqliteStore, entropy: Entropy) -> None:
+    agent = _agent(entropy, "ada")
+    asyncio.run(_insert(store, agent))
+    plain = _message(entropy, agent, "default thread", _at(1))
+    threaded = _message(entropy, agent, "in conv", _at(2)).model_copy(
+        update={"conversation_id": "conv-1"}
+    )
+    asyncio.run(store.insert_messages([plain, threaded]))
+
+    found = asyncio.run(store.list_all_messages("conv-1", Page(limit=10, ascending=True)))
+
+    assert _ids(found) == [threaded.id]

@@ -4,7 +4,19 @@ and the simulator (an in-process ASGI transport)."""
 from fastapi import FastAPI
 
 from kelpie import __version__
-from kelpie.api import agents, blocks, conversations, health, messages, models, runs, tools
+from kelpie.api import (
+    agent_files,
+    agents,
+    blocks,
+    cloud,
+    conversations,
+    health,
+    messages,
+    messages_global,
+    models,
+    runs,
+    tools,
+)
 from kelpie.api._deps import Services
 from kelpie.api._errors import install_error_handlers
 from kelpie.api._middleware import GuardMiddleware
@@ -25,5 +37,7 @@ def create_app(env: Env) -> FastAPI:
         app.include_router(module.router)
     app.include_router(agents.tags_router)
     app.include_router(runs.steps_router)
+    for module in (agent_files, messages_global, cloud):
+        app.include_router(module.router)
     app.add_middleware(GuardMiddleware, password=env.config.server_password)
     return app

@@ -10,9 +10,13 @@ from fastapi import Depends, Request
 from kelpie.env import Env
 from kelpie.runtime import AgentRuntime
 from kelpie.service import (
+    AgentExporter,
+    AgentImporter,
     AgentService,
     BlockService,
+    ContextService,
     ConversationService,
+    MessageLookup,
     MessageService,
     ToolService,
 )
@@ -26,6 +30,10 @@ class Services:
     tools: ToolService
     messages: MessageService
     conversations: ConversationService
+    exporter: AgentExporter
+    importer: AgentImporter
+    context: ContextService
+    message_lookup: MessageLookup
 
     @classmethod
     def build(cls, env: Env) -> "Services":
@@ -41,6 +49,10 @@ class Services:
             tools=ToolService(env),
             messages=MessageService(env, agents, runtime),
             conversations=ConversationService(env, agents),
+            exporter=AgentExporter(env, agents),
+            importer=AgentImporter(env, agents),
+            context=ContextService(env, agents),
+            message_lookup=MessageLookup(env),
         )
 
 

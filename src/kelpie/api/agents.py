@@ -18,6 +18,7 @@ from kelpie.schemas import (
     AgentUpdate,
     Block,
     BlockUpdate,
+    Secret,
     Tool,
 )
 from kelpie.storage import AgentQuery, Page
@@ -164,3 +165,17 @@ async def recompile_agent(
 ) -> str:
     """Rebuilds the system message from current memory; returns the compiled prompt."""
     return await services.agents.prompts.recompile(_agent_id(agent_id), dry_run=dry_run)
+
+
+@router.get("/{agent_id}/secrets", response_model=list[Secret])
+async def list_agent_secrets(agent_id: str, services: ServicesDep) -> Response:
+    """The agent's tool secrets with their values: letta-code loads them for its shell."""
+    agent = await services.agents.retrieve(_agent_id(agent_id), ("agent.secrets",))
+    return json_response(agent.secrets)
+
+
+@router.get("/{agent_id}/mcp-servers")
+async def list_agent_mcp_servers(agent_id: str, services: ServicesDep) -> list[object]:
+    """The MCP servers the agent's tools come from: none, until Kelpie connects MCP."""
+    await services.agents.retrieve(_agent_id(agent_id), ())
+    return []

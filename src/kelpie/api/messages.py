@@ -94,4 +94,4 @@ async def reset_messages(agent_id: str, services: ServicesDep) -> Response:
 
 @router.get("/{agent_id}/context")
 async def agent_context(agent_id: str, services: ServicesDep) -> dict[str, Any]:
-    return await services.messages.context(_agent_id(agent_id))
+    return await services.context.overview(_agent_id(agent_id))

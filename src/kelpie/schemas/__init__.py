@@ -4,6 +4,17 @@ Request models ignore unknown fields (letta-code sends extras); response models 
 every field the `letta-client` SDK marks required.
 """
 
+from kelpie.schemas._agent_files import (
+    AgentFile,
+    AgentFileAgent,
+    AgentFileBlock,
+    AgentFileMessage,
+    AgentFileTool,
+    AgentFileToolCall,
+    AgentFileToolCallFunction,
+    AgentFileToolReturn,
+    ImportedAgents,
+)
 from kelpie.schemas._agents import (
     AGENT_TAG_CHARS_MAX,
     AGENT_TYPE_DEFAULT,
@@ -121,6 +132,14 @@ __all__ = [
     "AgentConfig",
     "AgentCreate",
     "AgentFields",
+    "AgentFile",
+    "AgentFileAgent",
+    "AgentFileBlock",
+    "AgentFileMessage",
+    "AgentFileTool",
+    "AgentFileToolCall",
+    "AgentFileToolCallFunction",
+    "AgentFileToolReturn",
     "AgentId",
     "AgentInclude",
     "AgentState",
@@ -143,6 +162,7 @@ __all__ = [
     "ConversationUpdate",
     "EmbeddingConfig",
     "EmbeddingModel",
+    "ImportedAgents",
     "InputMessage",
     "LettaMessage",
     "LettaMessageType",

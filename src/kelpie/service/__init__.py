@@ -2,9 +2,13 @@
 Env's clock and ids, and write each change in one store transaction. Knows nothing of HTTP.
 """
 
+from kelpie.service._agent_export import AgentExporter
+from kelpie.service._agent_import import AgentImporter, ImportOptions
 from kelpie.service._agents import AgentService
 from kelpie.service._blocks import BlockService
+from kelpie.service._context import ContextService
 from kelpie.service._conversations import ConversationService, thread_of
+from kelpie.service._message_lookup import MessageLookup
 from kelpie.service._messages import MessageService, Reattached, StartedTurn
 from kelpie.service._startup import prepare
 from kelpie.service._streams import LiveStream, StoredStream, event_payload
@@ -12,11 +16,16 @@ from kelpie.service._threads import AwaitingApproval
 from kelpie.service._tools import ToolService
 
 __all__ = [
+    "AgentExporter",
+    "AgentImporter",
     "AgentService",
     "AwaitingApproval",
     "BlockService",
+    "ContextService",
     "ConversationService",
+    "ImportOptions",
     "LiveStream",
+    "MessageLookup",
     "MessageService",
     "Reattached",
     "StartedTurn",

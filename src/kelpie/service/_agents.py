@@ -28,7 +28,7 @@ from kelpie.service._agent_states import with_relationships
 from kelpie.service._blocks import apply_block_update, new_block
 from kelpie.service._names import random_agent_name
 from kelpie.service._prompts import SystemPrompts
-from kelpie.storage import AgentQuery, Page
+from kelpie.storage import AgentQuery, NewAgent, Page
 from kelpie.tools import base_tool_rules, default_tool_names
 
 ALL_RELATIONSHIPS: Final = frozenset({"agent.blocks", "agent.tools", "agent.tags", "agent.secrets"})
@@ -97,6 +97,15 @@ def _in_order(
     return result
 
 
+def tool_names_of(request: AgentCreate) -> list[str]:
+    """The tools a create request attaches by name: the agent type's base tools (unless
+    turned off), then the ones it names."""
+    names = [*(request.tools or [])]
+    if request.include_base_tools:
+        names = [*default_tool_names(request.agent_type), *names]
+    return names
+
+
 def _block_order(block: Block) -> tuple[object, str]:
     return block.created_at, block.id
 
@@ -159,7 +168,7 @@ class AgentService:
                 supported = ", ".join(sorted(SUPPORTED_ENDPOINT_TYPES))
                 raise InvalidInput(
                     f"llm_config.model_endpoint_type '{kind}' is not supported"
-                    f" (supported: {supported})"
+                    f" (supported: {supported}); pass a model handle instead"
                 )
             return request.llm_config
         handle = request.model or self._env.config.default_model
@@ -198,24 +207,24 @@ class AgentService:
                 raise InvalidInput(f"Duplicate block label '{block.label}' on one agent")
             seen.add(block.label)
 
-    async def create(self, request: AgentCreate) -> AgentState:
-        now_us = self._env.clock.now_us()
+    def build(
+        self,
+        request: AgentCreate,
+        *,
+        blocks: Sequence[Block],
+        tools: Sequence[Tool],
+        now_us: int,
+    ) -> NewAgent:
+        """The records of a new agent, nothing written: its own `memory_blocks`, then
+        `blocks` (stored or about to be), the resolved `tools`, and its system message."""
         now = datetime_from_us(now_us)
         llm = _with_overrides(self._llm_config(request), request)
         embedding = request.embedding_config or self._env.models.resolve_embedding(
             request.embedding
         )
         new_blocks = [new_block(self._env, block, now_us) for block in request.memory_blocks or []]
-        blocks = [*new_blocks, *await self._existing_blocks(request.block_ids or [])]
-        self._check_labels(blocks)
-        tool_names = [*(request.tools or [])]
-        if request.include_base_tools:
-            tool_names = [*default_tool_names(request.agent_type), *tool_names]
-        tools = [
-            *await self._tools_by_name(tool_names),
-            *await self._existing_tools(request.tool_ids or []),
-        ]
-        tool_ids = list(dict.fromkeys(tool.id for tool in tools))
+        all_blocks = [*new_blocks, *blocks]
+        self._check_labels(all_blocks)
         include_rules = request.include_base_tool_rules
         if include_rules is None:
             include_rules = request.agent_type in _BASE_RULES_ON_BY_DEFAULT
@@ -237,24 +246,42 @@ class AgentService:
             created_at=now,
             updated_at=now,
         )
-        tags = _unique_tags(request.tags or [])
-        system = self.prompts.first_message(agent, blocks, now)
+        system = self.prompts.first_message(agent, all_blocks, now)
         agent.message_ids = [system.id]
+        return NewAgent(
+            agent=agent,
+            new_blocks=tuple(new_blocks),
+            block_ids=tuple(block.id for block in all_blocks),
+            tool_ids=tuple(dict.fromkeys(tool.id for tool in tools)),
+            tags=tuple(_unique_tags(request.tags or [])),
+            messages=(system,),
+        )
+
+    async def create(self, request: AgentCreate) -> AgentState:
+        now_us = self._env.clock.now_us()
+        blocks = await self._existing_blocks(request.block_ids or [])
+        tools = [
+            *await self._tools_by_name(tool_names_of(request)),
+            *await self._existing_tools(request.tool_ids or []),
+        ]
+        new = self.build(request, blocks=blocks, tools=tools, now_us=now_us)
+        agent = new.agent
+        assert isinstance(agent, AgentState), "build makes AgentStates"
         await self._env.store.insert_agent(
             agent,
-            new_blocks=new_blocks,
-            block_ids=[block.id for block in blocks],
-            tool_ids=tool_ids,
-            tags=tags,
-            messages=[system],
+            new_blocks=new.new_blocks,
+            block_ids=new.block_ids,
+            tool_ids=new.tool_ids,
+            tags=new.tags,
+            messages=new.messages,
         )
         # Built from what was just written: the store hands back the same on a read.
         unique_tools = list({tool.id: tool for tool in tools}.values())
         return with_relationships(
             agent,
             ALL_RELATIONSHIPS,
-            tags=sorted(tags),
-            blocks=sorted(blocks, key=_block_order),
+            tags=sorted(new.tags),
+            blocks=sorted([*new.new_blocks, *blocks], key=_block_order),
             tools=sorted(unique_tools, key=_tool_order),
         )
 

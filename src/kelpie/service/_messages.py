@@ -6,7 +6,6 @@ stream any client can follow and resume."""
 import asyncio
 import contextlib
 import dataclasses
-import json
 from collections.abc import AsyncIterator, Collection
 from typing import Any, Final
 
@@ -424,40 +423,6 @@ class MessageService:
             return None
         items = render(agent, [pending], {"approval_request_message"}, True)
         return items[0] if items else None
-
-    async def context(self, agent_id: str) -> dict[str, Any]:
-        """Letta's ContextWindowOverview, with tokens estimated at four characters each
-        (Kelpie does not ship a tokenizer per model)."""
-        agent = await self._agents.retrieve(agent_id, ("agent.blocks", "agent.tools"))
-        in_context = await self._env.store.get_messages(agent.message_ids)
-        has_system = bool(in_context) and in_context[0].role == "system"
-        system = (in_context[0].text or "") if has_system else ""
-        core = "\n".join(f"<{b.label}>\n{b.value}\n</{b.label}>" for b in agent.blocks)
-        functions = [tool.json_schema or {} for tool in agent.tools]
-        function_chars = sum(len(json.dumps(f)) for f in functions)
-        message_chars = sum(len(m.text or "") for m in in_context[1:])
-        tokens = {
-            "num_tokens_system": len(system) // CHARS_PER_TOKEN,
-            "num_tokens_core_memory": len(core) // CHARS_PER_TOKEN,
-            "num_tokens_messages": message_chars // CHARS_PER_TOKEN,
-            "num_tokens_functions_definitions": function_chars // CHARS_PER_TOKEN,
-            "num_tokens_summary_memory": 0,
-            "num_tokens_external_memory_summary": 0,
-        }
-        return {
-            "context_window_size_max": agent.llm_config.context_window,
-            "context_window_size_current": sum(tokens.values()),
-            "num_messages": len(in_context),
-            "num_archival_memory": await self._env.store.count_passages(archive_id_of(agent.id)),
-            "num_recall_memory": await self._env.store.count_messages(agent.id),
-            **tokens,
-            "external_memory_summary": "",
-            "summary_memory": None,
-            "system_prompt": system,
-            "core_memory": core,
-            "functions_definitions": functions,
-            "messages": [m.model_dump(mode="json") for m in in_context],
-        }
 
     # Runs -----------------------------------------------------------------------------
 

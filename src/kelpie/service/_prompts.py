@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from kelpie.agent import archive_id_of, compile_system_prompt
 from kelpie.env import Env
 from kelpie.errors import NotFound
-from kelpie.schemas import MESSAGE_PREFIX, AgentState, Block, Message, datetime_from_us
+from kelpie.schemas import (
+    MESSAGE_PREFIX,
+    AgentConfig,
+    AgentState,
+    Block,
+    Message,
+    datetime_from_us,
+)
 from kelpie.storage import PAGE_LIMIT_MAX, Page
 
 
@@ -18,7 +25,7 @@ class SystemPrompts:
 
     def compile(
         self,
-        agent: AgentState,
+        agent: AgentConfig,
         blocks: Sequence[Block],
         now: dt.datetime,
         *,

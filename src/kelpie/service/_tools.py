@@ -8,7 +8,7 @@ from kelpie.storage import Page, ToolQuery
 from kelpie.tools import BASE_TOOLS, derive_tool_schema
 
 
-def _name_and_schema(
+def name_and_schema(
     source_code: str, json_schema: dict[str, object] | None, description: str | None
 ) -> tuple[str, dict[str, object], str | None]:
     """A client-supplied json_schema wins (Letta's rule); otherwise derive from source."""
@@ -29,7 +29,7 @@ class ToolService:
         self._env = env
 
     def _build(self, request: ToolCreate, *, tool_id: str, created_us: int) -> Tool:
-        name, schema, description = _name_and_schema(
+        name, schema, description = name_and_schema(
             request.source_code, request.json_schema, request.description
         )
         fields = request.model_dump(
@@ -74,7 +74,7 @@ class ToolService:
         if "source_code" in changes or "json_schema" in changes:
             if tool.tool_type != "custom":
                 raise InvalidInput(f"Tool '{tool.name}' is built in; its code cannot change")
-            name, schema, description = _name_and_schema(
+            name, schema, description = name_and_schema(
                 changes.get("source_code", tool.source_code or ""),
                 changes.get("json_schema"),
                 changes.get("description"),

@@ -19,6 +19,7 @@ from kelpie.storage import StorageUnavailable, Store
 WRITE_OPERATIONS: Final = frozenset(
     {
         "insert_agent",
+        "import_agents",
         "update_agent",
         "delete_agent",
         "attach_block",
@@ -65,6 +66,7 @@ READ_OPERATIONS: Final = frozenset(
         "list_tools",
         "get_messages",
         "list_messages",
+        "list_all_messages",
         "list_run_messages",
         "count_messages",
         "get_run",

@@ -4,7 +4,7 @@ Driver exceptions never leave this package: they become `StorageUnavailable` or
 `StorageConflict`.
 """
 
-from kelpie.storage._commits import StepCommit, ThreadUpdate
+from kelpie.storage._commits import AgentsImport, NewAgent, StepCommit, ThreadUpdate
 from kelpie.storage._errors import StorageConflict, StorageUnavailable
 from kelpie.storage._queries import (
     PAGE_LIMIT_MAX,
@@ -22,9 +22,11 @@ from kelpie.storage._store import Store
 __all__ = [
     "PAGE_LIMIT_MAX",
     "AgentQuery",
+    "AgentsImport",
     "BlockQuery",
     "ConversationQuery",
     "MessageQuery",
+    "NewAgent",
     "Page",
     "RunQuery",
     "SqliteStore",

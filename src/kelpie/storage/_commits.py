@@ -4,7 +4,7 @@ import dataclasses
 import datetime as dt
 from typing import final
 
-from kelpie.schemas import Block, Message, Passage, Run, RunEvent, Step
+from kelpie.schemas import AgentConfig, Block, Message, Passage, Run, RunEvent, Step, Tool
 
 
 @final
@@ -38,3 +38,29 @@ class StepCommit:
     step: Step | None = None
     # Stream events of a background run that the step produced (stored before any is sent).
     events: tuple[RunEvent, ...] = ()
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NewAgent:
+    """An agent to insert, with what is its own: blocks made for it alone, its
+    attachments (in order) and its history."""
+
+    agent: AgentConfig
+    new_blocks: tuple[Block, ...] = ()
+    block_ids: tuple[str, ...] = ()  # every block it sees, its own and shared ones
+    tool_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    messages: tuple[Message, ...] = ()
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AgentsImport:
+    """An agent file's worth of writes, committed atomically: an import that fails
+    half-way leaves nothing behind."""
+
+    tools_created: tuple[Tool, ...] = ()
+    tools_replaced: tuple[Tool, ...] = ()  # stored tools the file redefines (same id)
+    blocks_created: tuple[Block, ...] = ()  # blocks the file's agents may share
+    agents: tuple[NewAgent, ...] = ()

@@ -25,6 +25,7 @@ from kelpie.schemas import (
 )
 from kelpie.storage import _migrations
 from kelpie.storage._checkpointer import WalCheckpointer
+from kelpie.storage._commits import AgentsImport, NewAgent
 from kelpie.storage._errors import StorageConflict, StorageUnavailable
 from kelpie.storage._pagination import Cursor, page_clause
 from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
@@ -153,27 +154,52 @@ class SqliteStore(RunRows, ThreadRows):
         tags: Sequence[str],
         messages: Sequence[Message] = (),
     ) -> None:
-        created = us_from_datetime(agent.created_at)
+        new = NewAgent(
+            agent=agent,
+            new_blocks=tuple(new_blocks),
+            block_ids=tuple(block_ids),
+            tool_ids=tuple(tool_ids),
+            tags=tuple(tags),
+            messages=tuple(messages),
+        )
         with self._tx() as db:
-            for block in new_blocks:
+            self._insert_agent_rows(db, new)
+
+    async def import_agents(self, batch: AgentsImport) -> None:
+        """Tools first (agents attach them), then shared blocks, then each agent."""
+        with self._tx() as db:
+            for tool in batch.tools_created:
+                self._insert_tool_row(db, tool)
+            for tool in batch.tools_replaced:
+                if not self._update_tool_row(db, tool):
+                    raise StorageConflict(f"Tool {tool.id} was deleted during the import")
+            for block in batch.blocks_created:
                 self._write_block_row(db, block, insert=True)
-            db.execute(
-                "INSERT INTO agents (id, name, agent_type, hidden, created_at, updated_at, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    agent.id,
-                    agent.name,
-                    agent.agent_type,
-                    int(bool(agent.hidden)),
-                    created,
-                    us_from_datetime(agent.updated_at),
-                    _agent_json(agent),
-                ),
-            )
-            self._set_agent_blocks(db, agent.id, block_ids, created)
-            self._set_agent_tools(db, agent.id, tool_ids, created)
-            self._set_agent_tags(db, agent.id, tags)
-            self._insert_messages(db, messages)
+            for new in batch.agents:
+                self._insert_agent_rows(db, new)
+
+    def _insert_agent_rows(self, db: sqlite3.Connection, new: NewAgent) -> None:
+        agent = new.agent
+        created = us_from_datetime(agent.created_at)
+        for block in new.new_blocks:
+            self._write_block_row(db, block, insert=True)
+        db.execute(
+            "INSERT INTO agents (id, name, agent_type, hidden, created_at, updated_at, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                agent.id,
+                agent.name,
+                agent.agent_type,
+                int(bool(agent.hidden)),
+                created,
+                us_from_datetime(agent.updated_at),
+                _agent_json(agent),
+            ),
+        )
+        self._set_agent_blocks(db, agent.id, new.block_ids, created)
+        self._set_agent_tools(db, agent.id, new.tool_ids, created)
+        self._set_agent_tags(db, agent.id, new.tags)
+        self._insert_messages(db, new.messages)
 
     async def get_agent(self, agent_id: str) -> AgentState | None:
         rows = self._read("SELECT data FROM agents WHERE id = ?", (agent_id,))
@@ -508,13 +534,24 @@ class SqliteStore(RunRows, ThreadRows):
             tool.id,
         )
 
+    def _insert_tool_row(self, db: sqlite3.Connection, tool: Tool) -> None:
+        db.execute(
+            "INSERT INTO tools (name, tool_type, created_at, updated_at, data, id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            self._tool_values(tool),
+        )
+
+    def _update_tool_row(self, db: sqlite3.Connection, tool: Tool) -> bool:
+        cursor = db.execute(
+            "UPDATE tools SET name = ?, tool_type = ?, created_at = ?, updated_at = ?,"
+            " data = ? WHERE id = ?",
+            self._tool_values(tool),
+        )
+        return cursor.rowcount == 1
+
     async def insert_tool(self, tool: Tool) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO tools (name, tool_type, created_at, updated_at, data, id)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                self._tool_values(tool),
-            )
+            self._insert_tool_row(db, tool)
 
     async def get_tool(self, tool_id: str) -> Tool | None:
         rows = self._read("SELECT data FROM tools WHERE id = ?", (tool_id,))
@@ -538,12 +575,8 @@ class SqliteStore(RunRows, ThreadRows):
 
     async def update_tool(self, tool: Tool) -> None:
         with self._tx() as db:
-            cursor = db.execute(
-                "UPDATE tools SET name = ?, tool_type = ?, created_at = ?, updated_at = ?,"
-                " data = ? WHERE id = ?",
-                self._tool_values(tool),
-            )
-            assert cursor.rowcount == 1, "update of a tool that is not stored"
+            updated = self._update_tool_row(db, tool)
+        assert updated, "update of a tool that is not stored"
 
     async def upsert_tools(self, tools: Sequence[Tool]) -> list[Tool]:
         """Inserts or replaces by name, in name order (a deterministic write order), keeping
@@ -555,22 +588,14 @@ class SqliteStore(RunRows, ThreadRows):
                     "SELECT id, data FROM tools WHERE name = ?", (tool.name,)
                 ).fetchone()
                 if row is None:
-                    db.execute(
-                        "INSERT INTO tools (name, tool_type, created_at, updated_at, data, id)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        self._tool_values(tool),
-                    )
+                    self._insert_tool_row(db, tool)
                     stored.append(tool)
                     continue
                 existing = Tool.model_validate_json(row[1])
                 merged = tool.model_copy(
                     update={"id": existing.id, "created_at": existing.created_at}
                 )
-                db.execute(
-                    "UPDATE tools SET name = ?, tool_type = ?, created_at = ?, updated_at = ?,"
-                    " data = ? WHERE id = ?",
-                    self._tool_values(merged),
-                )
+                self._update_tool_row(db, merged)
                 stored.append(merged)
         return stored
 

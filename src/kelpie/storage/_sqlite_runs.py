@@ -122,6 +122,17 @@ class RunRows:
         messages = [Message.model_validate_json(row[0]) for row in rows]
         return messages[::-1] if reverse else messages
 
+    async def list_all_messages(self, conversation_id: str | None, page: Page) -> list[Message]:
+        """Every agent's messages (`GET /v1/messages/`), optionally of one conversation."""
+        where, params = [], list[object]()
+        if conversation_id is not None:
+            where.append("m.conversation_id = ?")
+            params.append(conversation_id)
+        sql, all_params, reverse = self._paged("messages", "m", page, where, params)
+        rows = self._read(f"SELECT m.data FROM messages m {sql}", all_params)
+        messages = [Message.model_validate_json(row[0]) for row in rows]
+        return messages[::-1] if reverse else messages
+
     async def list_run_messages(self, run_id: str, page: Page) -> list[Message]:
         sql, params, reverse = self._paged("messages", "m", page, ["m.run_id = ?"], [run_id])
         rows = self._read(f"SELECT m.data FROM messages m {sql}", params)
