@@ -1,7 +1,7 @@
 """The agent loop: one turn of an agent, step by step. Each step asks the model, runs the
-tools it called, and commits everything the step changed (messages, block edits, archival
-writes, run state, the step record) in one transaction before any of it is streamed as
-final or acknowledged.
+tools it called, and commits everything the step changed (messages, block edits with their
+history entries, archival and working-memory writes, run state, the step record) in one
+transaction before any of it is streamed as final or acknowledged.
 
 Per agent type (letta-api.md §3.1): `letta_v1_agent` and `sleeptime_agent` end the turn on
 a reply without tool calls; `memgpt_agent`, `memgpt_v2_agent` and `react_agent` continue
@@ -374,14 +374,17 @@ class _TurnRunner:
                 created_at=self._now(),
             )
         executor = self._executor
+        memory_set, memory_deleted = executor.working_memory.written()
         await self._env.store.commit_step(
             StepCommit(
                 agent=agent,
                 messages=tuple(pending),
-                blocks_changed=tuple(executor.changed.values()),
+                blocks_changed=tuple(executor.changed),
                 blocks_created=tuple(executor.created.values()),
                 blocks_detached=tuple(executor.detached),
                 passages=tuple(executor.passages),
+                working_memory_set=memory_set,
+                working_memory_deleted=memory_deleted,
                 run=run,
                 step=record,
             )
@@ -391,6 +394,7 @@ class _TurnRunner:
         executor.created.clear()
         executor.detached.clear()
         executor.passages.clear()
+        executor.working_memory.pending.clear()
 
     async def _emit_step(self, step: _Step) -> None:
         emit = self._turn.emit

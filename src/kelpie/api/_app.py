@@ -4,7 +4,7 @@ and the simulator (an in-process ASGI transport)."""
 from fastapi import FastAPI
 
 from kelpie import __version__
-from kelpie.api import agents, blocks, health, messages, models, runs, tools
+from kelpie.api import agents, blocks, health, messages, models, runs, tools, working_memory
 from kelpie.api._deps import Services
 from kelpie.api._errors import install_error_handlers
 from kelpie.api._middleware import GuardMiddleware
@@ -21,7 +21,7 @@ def create_app(env: Env) -> FastAPI:
     app.state.env = env
     app.state.services = Services.build(env)
     install_error_handlers(app)
-    for module in (health, models, agents, messages, blocks, tools, runs):
+    for module in (health, models, agents, messages, blocks, tools, runs, working_memory):
         app.include_router(module.router)
     app.include_router(agents.tags_router)
     app.include_router(runs.steps_router)

@@ -9,7 +9,13 @@ from fastapi import Depends, Request
 
 from kelpie.env import Env
 from kelpie.runtime import AgentRuntime
-from kelpie.service import AgentService, BlockService, MessageService, ToolService
+from kelpie.service import (
+    AgentService,
+    BlockService,
+    MessageService,
+    ToolService,
+    WorkingMemoryService,
+)
 
 
 @final
@@ -19,6 +25,7 @@ class Services:
     blocks: BlockService
     tools: ToolService
     messages: MessageService
+    working_memory: WorkingMemoryService
 
     @classmethod
     def build(cls, env: Env) -> "Services":
@@ -33,6 +40,7 @@ class Services:
             blocks=BlockService(env),
             tools=ToolService(env),
             messages=MessageService(env, agents, runtime),
+            working_memory=WorkingMemoryService(env),
         )
 
 

@@ -7,6 +7,7 @@ from kelpie.service._blocks import BlockService
 from kelpie.service._messages import MessageService, StartedTurn
 from kelpie.service._startup import prepare
 from kelpie.service._tools import ToolService
+from kelpie.service._working_memory import WorkingMemoryService
 
 __all__ = [
     "AgentService",
@@ -14,5 +15,6 @@ __all__ = [
     "MessageService",
     "StartedTurn",
     "ToolService",
+    "WorkingMemoryService",
     "prepare",
 ]

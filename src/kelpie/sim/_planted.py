@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast, final
 
 from kelpie.schemas import Block
-from kelpie.storage import StepCommit, Store
+from kelpie.storage import BlockChange, StepCommit, Store
 
 # How many later store calls a deferred write waits before it really commits.
 _DEFER_CALLS: Final = 6
@@ -19,17 +19,17 @@ class AckBeforeCommit:
 
     def __init__(self, inner: Store) -> None:
         self._inner = inner
-        self._pending: list[tuple[int, Block]] = []
+        self._pending: list[tuple[int, Block, BlockChange]] = []
         self._calls = 0
 
-    async def update_block(self, block: Block) -> None:
-        self._pending.append((self._calls + _DEFER_CALLS, block))
+    async def update_block(self, block: Block, *, change: BlockChange) -> None:
+        self._pending.append((self._calls + _DEFER_CALLS, block, change))
 
     async def _flush_due(self) -> None:
-        due = [block for at, block in self._pending if at <= self._calls]
-        self._pending = [(at, block) for at, block in self._pending if at > self._calls]
-        for block in due:
-            await self._inner.update_block(block)
+        due = [(block, change) for at, block, change in self._pending if at <= self._calls]
+        self._pending = [item for item in self._pending if item[0] > self._calls]
+        for block, change in due:
+            await self._inner.update_block(block, change=change)
 
     def __getattr__(self, name: str) -> Any:
         method: Callable[..., Awaitable[Any]] = getattr(self._inner, name)

@@ -37,6 +37,8 @@ WRITE_OPERATIONS: Final = frozenset(
         "delete_agent_messages",
         "save_run",
         "insert_passage",
+        "set_working_memory",
+        "delete_working_memory",
     }
 )
 READ_OPERATIONS: Final = frozenset(
@@ -71,6 +73,11 @@ READ_OPERATIONS: Final = frozenset(
         "search_messages",
         "search_passages",
         "count_passages",
+        "list_block_history",
+        "get_block_history_entry",
+        "get_working_memory",
+        "list_working_memory",
+        "working_memory_keys",
     }
 )
 UNFAULTED_OPERATIONS: Final = frozenset({"close"})

@@ -4,8 +4,8 @@ Driver exceptions never leave this package: they become `StorageUnavailable` or
 `StorageConflict`.
 """
 
-from kelpie.storage._commits import StepCommit
-from kelpie.storage._errors import StorageConflict, StorageUnavailable
+from kelpie.storage._commits import BlockChange, ChangedBlock, StepCommit
+from kelpie.storage._errors import StorageConflict, StorageUnavailable, WorkingMemoryFull
 from kelpie.storage._queries import (
     PAGE_LIMIT_MAX,
     AgentQuery,
@@ -20,7 +20,9 @@ from kelpie.storage._store import Store
 __all__ = [
     "PAGE_LIMIT_MAX",
     "AgentQuery",
+    "BlockChange",
     "BlockQuery",
+    "ChangedBlock",
     "Page",
     "RunQuery",
     "SqliteStore",
@@ -29,4 +31,5 @@ __all__ = [
     "StorageUnavailable",
     "Store",
     "ToolQuery",
+    "WorkingMemoryFull",
 ]

@@ -4,20 +4,20 @@ split out so each module keeps one concern."""
 import collections
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
-from typing import Any, Final
+from typing import Final
 
 from kelpie.schemas import Message, Passage, Run, Step, us_from_datetime
-from kelpie.storage._commits import StepCommit
+from kelpie.storage._commits import BlockChange, StepCommit
 from kelpie.storage._queries import Page, RunQuery
 from kelpie.storage._sql import like_pattern
+from kelpie.storage._sqlite_rows import SqliteRows
 
 _ACTIVE_STATUSES: Final = ("created", "running")
 # Parsed messages kept in memory (a few hundred bytes to a few KB each).
 MESSAGE_CACHE_MAX: Final = 50_000
 
 
-class RunRows:
+class RunRows(SqliteRows):
     """Needs the host store's transaction, read and paging helpers.
 
     Keeps a bounded cache of parsed messages: a turn reads the agent's whole in-context
@@ -28,29 +28,6 @@ class RunRows:
     """
 
     _message_cache: "collections.OrderedDict[str, Message]"
-
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
-
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        raise NotImplementedError
-
-    def _paged(
-        self,
-        table: str,
-        alias: str,
-        page: Page,
-        where: list[str],
-        params: list[object],
-        column: str = "created_at",
-    ) -> tuple[str, list[object], bool]:
-        raise NotImplementedError
-
-    def _write_agent_row(self, db: sqlite3.Connection, agent: Any) -> None:
-        raise NotImplementedError
-
-    def _write_block_row(self, db: sqlite3.Connection, block: Any, *, insert: bool) -> None:
-        raise NotImplementedError
 
     # Messages --------------------------------------------------------------------------
 
@@ -323,8 +300,14 @@ class RunRows:
                     ),
                 )
             self._insert_messages(db, commit.messages)
-            for block in commit.blocks_changed:
-                self._write_block_row(db, block, insert=False)
+            for changed in commit.blocks_changed:
+                change = BlockChange(
+                    source="tool",
+                    agent_id=commit.agent.id,
+                    tool_call_id=changed.tool_call_id,
+                    step_id=None if commit.step is None else commit.step.id,
+                )
+                self._change_block(db, changed.block, change)
             for block in commit.blocks_created:
                 self._write_block_row(db, block, insert=True)
                 db.execute(
@@ -339,6 +322,7 @@ class RunRows:
                 )
             for passage in commit.passages:
                 self._insert_passage(db, passage)
+            self._write_step_working_memory(db, commit)
             for block_id in commit.blocks_detached:
                 db.execute(
                     "DELETE FROM agent_blocks WHERE agent_id = ? AND block_id = ?",
