@@ -19,10 +19,12 @@ from kelpie.storage._pagination import key_page_clause
 from kelpie.storage._queries import Page
 from kelpie.storage._sqlite_rows import SqliteRows
 
-# The tracked fields of a stored block, without parsing its whole JSON.
+# The tracked fields of a stored block, without parsing its whole JSON, and its last seq.
 _VERSION_SQL: Final = (
     "SELECT json_extract(data, '$.value'), label, json_extract(data, '$.description'),"
-    " json_extract(data, '$.limit') FROM blocks WHERE id = ?"
+    " json_extract(data, '$.limit'),"
+    " (SELECT MAX(seq) FROM block_history WHERE block_id = blocks.id)"
+    " FROM blocks WHERE id = ?"
 )
 
 
@@ -47,10 +49,7 @@ class HistoryRows(SqliteRows):
         if new == old:
             return
         assert block.updated_at is not None, "block changed without updated_at"
-        last = db.execute(
-            "SELECT MAX(seq) FROM block_history WHERE block_id = ?", (block.id,)
-        ).fetchone()[0]
-        seq = (last or 0) + 1
+        seq = (row[4] or 0) + 1
         entry = BlockHistoryEntry(
             block_id=block.id,
             seq=seq,
@@ -68,10 +67,11 @@ class HistoryRows(SqliteRows):
             "INSERT INTO block_history (block_id, seq, created_at, data) VALUES (?, ?, ?, ?)",
             (block.id, seq, us_from_datetime(block.updated_at), entry.model_dump_json()),
         )
-        db.execute(
-            "DELETE FROM block_history WHERE block_id = ? AND seq <= ?",
-            (block.id, seq - BLOCK_HISTORY_ENTRIES_MAX),
-        )
+        if seq > BLOCK_HISTORY_ENTRIES_MAX:
+            db.execute(
+                "DELETE FROM block_history WHERE block_id = ? AND seq <= ?",
+                (block.id, seq - BLOCK_HISTORY_ENTRIES_MAX),
+            )
 
     async def list_block_history(self, block_id: str, page: Page) -> list[BlockHistoryEntry]:
         """A page of the block's history by seq; `after`/`before` are seq numbers."""
