@@ -71,6 +71,14 @@ def new_agent(
     )
 
 
+def stored_system_text(client: Letta, agent_id: str) -> str:
+    """The agent's stored system message (the first of its history)."""
+    first = next(iter(client.agents.messages.list(agent_id=agent_id, order="asc", limit=1)))
+    assert first.message_type == "system_message"
+    assert isinstance(first.content, str)
+    return first.content
+
+
 def error_detail(exc: APIStatusError) -> object:
     """The `detail` of an error body, after checking the body is a JSON object with one."""
     body = exc.response.json()

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from letta_client import APIStatusError, Letta, NotFoundError, UnprocessableEntityError
 
-from ._support import error_detail, is_id, new_agent, unique
+from ._support import error_detail, is_id, new_agent, stored_system_text, unique
 
 BLOCK_LIMIT_DEFAULT = 100_000
 PAGE_ALL = 1_000
@@ -365,19 +365,12 @@ class TestSharedBlocks:
         assert client.blocks.agents.list(block.id).items == []
 
 
-def _system_text(client: Letta, agent_id: str) -> str:
-    first = next(iter(client.agents.messages.list(agent_id=agent_id, order="asc", limit=1)))
-    assert first.message_type == "system_message"
-    assert isinstance(first.content, str)
-    return first.content
-
-
 class TestSystemPromptRebuild:
     def test_core_memory_patch_rebuilds_the_stored_system_message(self, client: Letta) -> None:
         agent = new_agent(client, memory_blocks=[{"label": "human", "value": "Name: Ada"}])
-        assert "Name: Ada" in _system_text(client, agent.id)
+        assert "Name: Ada" in stored_system_text(client, agent.id)
         client.agents.blocks.update("human", agent_id=agent.id, value="Name: Grace")
-        text = _system_text(client, agent.id)
+        text = stored_system_text(client, agent.id)
         assert "Name: Grace" in text
         assert "Name: Ada" not in text
 
@@ -389,7 +382,7 @@ class TestSystemPromptRebuild:
             client.agents.blocks.attach(block.id, agent_id=agent.id)
         client.blocks.update(block.id, value="colour: blue")
         for agent in (first, second):
-            assert "colour: blue" in _system_text(client, agent.id)
+            assert "colour: blue" in stored_system_text(client, agent.id)
 
     def test_recompile_returns_the_prompt_and_dry_run_changes_nothing(
         self, client: Letta, http: httpx.Client

@@ -51,3 +51,29 @@ def test_sim_clock_skew_offsets_wall_time() -> None:
         return clock.now_us()
 
     assert run_simulation(main, seed=1) == 1_250
+
+
+def test_wall_range_bounds_every_reading_across_jumps() -> None:
+    epoch_us = 1_000_000_000
+
+    async def main() -> list[tuple[int, int]]:
+        clock = SimClock(running_sim_loop(), epoch_us=epoch_us)
+        await clock.sleep(10)
+        quiet = clock.wall_range_us(5.0)
+        clock.jump(-100)
+        await clock.sleep(1)
+        clock.jump(50)
+        await clock.sleep(1)
+        past = clock.wall_range_us(10.5, 10.8)
+        return [quiet, clock.wall_range_us(10.0), clock.wall_range_us(10.5), past]
+
+    quiet, since_ten, since_half, past = [
+        (low - epoch_us, high - epoch_us) for low, high in run_simulation(main, seed=1)
+    ]
+    assert quiet == (5_000_000, 10_000_000)
+    # From 10 s: 10 s just before the jump back (the highest before now), -90 s right after
+    # it (the lowest), -89 s just before the jump forward, -39 s right after it, -38 s now.
+    assert since_ten == (-90_000_000, 10_000_000)
+    assert since_half == (-89_500_000, -38_000_000)
+    # A window in the past, between the jumps: its own ends bound it.
+    assert past == (-89_500_000, -89_200_000)

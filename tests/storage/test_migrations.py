@@ -1,6 +1,7 @@
 """Schema migrations: applying them to an empty database, idempotence, the `at_head`
 shortcut, and the indexes every list path pages through."""
 
+import asyncio
 import contextlib
 import re
 import sqlite3
@@ -9,7 +10,11 @@ from typing import Final
 
 import pytest
 
-from kelpie.storage import SqliteStore, StorageUnavailable, _migrations
+from kelpie.env import Entropy
+from kelpie.schemas import BLOCK_PREFIX, Block
+from kelpie.storage import BlockChange, Page, SqliteStore, StorageUnavailable, _migrations
+
+from ._support import T0
 
 EXPECTED_TABLES: Final = frozenset(
     {
@@ -27,8 +32,16 @@ EXPECTED_TABLES: Final = frozenset(
         "archives",
         "agent_archives",
         "passages",
+        "working_memory",
+        "block_history",
     }
 )
+# Tables whose lists page by their own unique key, not (created_at, id): working memory by
+# (agent_id, key), block history by (block_id, seq), both their primary keys.
+KEY_PAGED_TABLES: Final = {
+    "working_memory": ("agent_id", "key"),
+    "block_history": ("block_id", "seq"),
+}
 # The indexes list operations page through: each must end in the strict cursor order.
 LIST_PATH_INDEXES: Final = (
     "agents_by_created",
@@ -49,6 +62,7 @@ LIST_PATH_INDEXES: Final = (
     "passages_by_archive",
 )
 INITIAL_SQL: Final = "0001_initial.sql"
+WORKING_MEMORY_SQL: Final = "0004_working_memory_block_history.sql"
 # A partial index (`... WHERE <condition>;`) is matched too.
 _CREATE_INDEX: Final = re.compile(r"CREATE INDEX (\w+) ON (\w+) \(([^)]*)\)(?: WHERE [^;]*)?;")
 
@@ -160,10 +174,23 @@ def test_every_table_with_created_at_has_a_cursor_index(tmp_path: Path) -> None:
         "steps",
         "archives",
         "passages",
+        *KEY_PAGED_TABLES,
     }
-    for table in tables:
+    for table in set(tables) - set(KEY_PAGED_TABLES):
         endings = {_index_columns(db_path, row[1])[-2:] for row in index_lists[table]}
         assert ("created_at", "id") in endings, table
+
+
+@pytest.mark.parametrize(("table", "key"), sorted(KEY_PAGED_TABLES.items()))
+def test_key_paged_table_pages_by_its_primary_key(
+    tmp_path: Path, table: str, key: tuple[str, ...]
+) -> None:
+    db_path = _migrated(tmp_path)
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        columns = db.execute(f"PRAGMA table_info({table})").fetchall()
+    # table_info rows are (cid, name, type, notnull, default, pk position or 0).
+    primary_key = tuple(column[1] for column in sorted(columns, key=lambda c: c[5]) if column[5])
+    assert primary_key == key
 
 
 def test_agent_list_order_is_served_by_the_index(tmp_path: Path) -> None:
@@ -178,6 +205,47 @@ def test_agent_list_order_is_served_by_the_index(tmp_path: Path) -> None:
     details = " | ".join(row[-1] for row in plan)
     assert "agents_by_created" in details
     assert "TEMP B-TREE" not in details
+
+
+def test_upgrade_from_the_previous_version_keeps_data_and_adds_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database made before working memory and block history gains both, and a block it
+    already had starts its history at its first change."""
+    current = _migrations.migrations_dir()
+    previous = tmp_path / "previous-migrations"
+    previous.mkdir()
+    for path in sorted(current.glob("*.sql")):
+        if path.name < WORKING_MEMORY_SQL:
+            (previous / path.name).write_text(path.read_text())
+    db_path = tmp_path / "kelpie.db"
+    monkeypatch.setattr(_migrations, "migrations_dir", lambda: previous)
+    _migrations.apply(db_path)
+    assert "block_history" not in _names(db_path, "table")
+    block = Block(
+        id=Entropy(1).new_id(BLOCK_PREFIX), label="human", value="Ada", created_at=T0, updated_at=T0
+    )
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+        db.execute(
+            "INSERT INTO blocks (id, label, is_template, created_at, updated_at, data)"
+            " VALUES (?, ?, 0, 0, 0, ?)",
+            (block.id, block.label, block.model_dump_json()),
+        )
+    monkeypatch.setattr(_migrations, "migrations_dir", lambda: current)
+
+    newer = [path for path in current.glob("*.sql") if path.name >= WORKING_MEMORY_SQL]
+    assert _migrations.apply(db_path) == len(newer)
+
+    store = SqliteStore.open(db_path)
+    try:
+        assert asyncio.run(store.get_block(block.id)) == block
+        changed = block.model_copy(update={"value": "Grace"})
+        asyncio.run(store.update_block(changed, change=BlockChange(source="api")))
+        page = Page(limit=10)
+        [entry] = asyncio.run(store.list_block_history(block.id, page))
+    finally:
+        asyncio.run(store.close())
+    assert (entry.seq, entry.old.value, entry.new.value) == (1, "Ada", "Grace")
 
 
 def test_apply_twice_is_idempotent(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import datetime as dt
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -24,7 +24,6 @@ from kelpie.schemas import (
     AgentConfig,
     AgentState,
     Block,
-    LlmConfig,
     Message,
     Tool,
     is_valid_id,
@@ -33,6 +32,7 @@ from kelpie.schemas import (
 from kelpie.storage import (
     AgentQuery,
     AgentsImport,
+    BlockChange,
     BlockQuery,
     NewAgent,
     Page,
@@ -43,56 +43,15 @@ from kelpie.storage import (
     ToolQuery,
 )
 
-T0: Final = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-LLM: Final = LlmConfig(model="gpt-4o-mini", model_endpoint_type="openai", context_window=128_000)
-SEED: Final = 20260101
+from ._support import T0, agent_config, at, insert_agent, new_block
+
 SAME_TIME_AGENTS: Final = 25
 PAGE_SIZE: Final = 4
 CHECKPOINTER_THREAD: Final = "kelpie-wal-checkpoint"
 CHECKPOINT_WAIT_S: Final = 10.0
 POLL_INTERVAL_S: Final = 0.05
 AGENT_CONFIG_FIELDS: Final = set(AgentConfig.model_fields)
-
-
-def _at(seconds: int) -> dt.datetime:
-    return T0 + dt.timedelta(seconds=seconds)
-
-
-def _agent(
-    entropy: Entropy,
-    name: str,
-    *,
-    created_at: dt.datetime = T0,
-    updated_at: dt.datetime | None = None,
-    hidden: bool | None = None,
-) -> AgentConfig:
-    return AgentConfig(
-        id=entropy.new_id(AGENT_PREFIX),
-        name=name,
-        llm_config=LLM,
-        system=f"You are {name}.",
-        hidden=hidden,
-        created_at=created_at,
-        updated_at=created_at if updated_at is None else updated_at,
-    )
-
-
-def _block(
-    entropy: Entropy,
-    label: str,
-    value: str = "",
-    *,
-    created_at: dt.datetime = T0,
-    tags: Sequence[str] = (),
-) -> Block:
-    return Block(
-        id=entropy.new_id(BLOCK_PREFIX),
-        label=label,
-        value=value,
-        tags=list(tags),
-        created_at=created_at,
-        updated_at=created_at,
-    )
+API_CHANGE: Final = BlockChange(source="api")
 
 
 def _tool(
@@ -112,20 +71,6 @@ def _tool(
     )
 
 
-async def _insert(
-    store: SqliteStore,
-    agent: AgentConfig,
-    *,
-    new_blocks: Sequence[Block] = (),
-    block_ids: Sequence[str] = (),
-    tool_ids: Sequence[str] = (),
-    tags: Sequence[str] = (),
-) -> None:
-    await store.insert_agent(
-        agent, new_blocks=new_blocks, block_ids=block_ids, tool_ids=tool_ids, tags=tags
-    )
-
-
 def _ids(items: Sequence[AgentConfig | Block | Tool | Message]) -> list[str]:
     return [item.id for item in items]
 
@@ -139,25 +84,6 @@ def _config(agent: AgentState | None) -> AgentConfig | None:
 
 def _open(path: Path) -> SqliteStore:
     return SqliteStore.open(path)
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "kelpie.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[SqliteStore]:
-    opened = _open(db_path)
-    try:
-        yield opened
-    finally:
-        asyncio.run(opened.close())
-
-
-@pytest.fixture
-def entropy() -> Entropy:
-    return Entropy(SEED).fork("storage-test")
 
 
 def _rows(db_path: Path, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
@@ -206,11 +132,11 @@ def _walk_before(
 
 def _same_time_agents(store: SqliteStore, entropy: Entropy) -> list[str]:
     """Inserts agents that all share T0; returns their ids in (created_at, id) order."""
-    agents = [_agent(entropy, f"same-{index}") for index in range(SAME_TIME_AGENTS)]
+    agents = [agent_config(entropy, f"same-{index}") for index in range(SAME_TIME_AGENTS)]
 
     async def insert_all() -> None:
         for agent in agents:
-            await _insert(store, agent)
+            await insert_agent(store, agent)
 
     asyncio.run(insert_all())
     return sorted(agent.id for agent in agents)
@@ -225,15 +151,15 @@ def test_sqlite_store_satisfies_the_store_protocol(store: SqliteStore) -> None:
 
 
 def test_insert_agent_round_trips_equal(store: SqliteStore, entropy: Entropy) -> None:
-    agent = _agent(entropy, "ada", created_at=_at(5), updated_at=_at(9)).model_copy(
+    agent = agent_config(entropy, "ada", created_at=at(5), updated_at=at(9)).model_copy(
         update={"description": "a test agent", "metadata": {"k": [1, "two"]}}
     )
-    asyncio.run(_insert(store, agent))
+    asyncio.run(insert_agent(store, agent))
     stored = asyncio.run(store.get_agent(agent.id))
     assert isinstance(stored, AgentState)
     assert _config(stored) == agent
-    assert stored.created_at == _at(5)
-    assert stored.updated_at == _at(9)
+    assert stored.created_at == at(5)
+    assert stored.updated_at == at(9)
     assert asyncio.run(store.count_agents()) == 1
 
 
@@ -241,15 +167,15 @@ def test_agent_reads_carry_no_relationships_from_the_row(
     store: SqliteStore, entropy: Entropy
 ) -> None:
     # A full AgentState written as config: its relationships live in their own tables only.
-    block = _block(entropy, "human", "Ada")
+    block = new_block(entropy, "human", "Ada")
     state = AgentState.model_validate(
         {
-            **_agent(entropy, "ada").model_dump(),
+            **agent_config(entropy, "ada").model_dump(),
             "blocks": [block.model_dump()],
             "tags": ["not-stored"],
         }
     )
-    asyncio.run(_insert(store, state, tags=["stored"]))
+    asyncio.run(insert_agent(store, state, tags=["stored"]))
     stored = asyncio.run(store.get_agent(state.id))
     assert stored is not None
     assert (stored.blocks, stored.tools, stored.tags) == ([], [], [])
@@ -264,14 +190,14 @@ def test_get_agent_unknown_id_is_none(store: SqliteStore, entropy: Entropy) -> N
 
 
 def test_insert_agent_stores_relationships(store: SqliteStore, entropy: Entropy) -> None:
-    human = _block(entropy, "human", "Ada", created_at=_at(1))
-    persona = _block(entropy, "persona", "helpful", created_at=_at(2))
+    human = new_block(entropy, "human", "Ada", created_at=at(1))
+    persona = new_block(entropy, "persona", "helpful", created_at=at(2))
     tool = _tool(entropy, "lookup")
-    agent = _agent(entropy, "ada", created_at=_at(3))
+    agent = agent_config(entropy, "ada", created_at=at(3))
 
     async def scenario() -> None:
         await store.insert_tool(tool)
-        await _insert(
+        await insert_agent(
             store,
             agent,
             new_blocks=[human, persona],
@@ -333,11 +259,11 @@ def test_list_agents_between_after_and_before(store: SqliteStore, entropy: Entro
 
 def test_list_agents_orders_by_created_at_before_id(store: SqliteStore, entropy: Entropy) -> None:
     # Ids are random, so creation time, not id, must decide the order across timestamps.
-    agents = [_agent(entropy, f"t{second}", created_at=_at(second)) for second in (3, 1, 2)]
+    agents = [agent_config(entropy, f"t{second}", created_at=at(second)) for second in (3, 1, 2)]
 
     async def scenario() -> list[AgentState]:
         for agent in agents:
-            await _insert(store, agent)
+            await insert_agent(store, agent)
         return await store.list_agents(AgentQuery(), Page(limit=10, ascending=True))
 
     assert [agent.name for agent in asyncio.run(scenario())] == ["t1", "t2", "t3"]
@@ -395,11 +321,11 @@ def _tagged_agents(store: SqliteStore, entropy: Entropy) -> dict[str, AgentConfi
         "blue-green": ["blue", "green"],
         "untagged": [],
     }
-    agents = {name: _agent(entropy, name, created_at=_at(i)) for i, name in enumerate(tags)}
+    agents = {name: agent_config(entropy, name, created_at=at(i)) for i, name in enumerate(tags)}
 
     async def insert_all() -> None:
         for name, agent in agents.items():
-            await _insert(store, agent, tags=tags[name])
+            await insert_agent(store, agent, tags=tags[name])
 
     asyncio.run(insert_all())
     return agents
@@ -431,14 +357,14 @@ def test_list_agents_tags_match_all(store: SqliteStore, entropy: Entropy) -> Non
 
 def test_list_agents_filters_by_exact_name(store: SqliteStore, entropy: Entropy) -> None:
     for index, name in enumerate(["ada", "ada", "adam", "bob"]):
-        asyncio.run(_insert(store, _agent(entropy, name, created_at=_at(index))))
+        asyncio.run(insert_agent(store, agent_config(entropy, name, created_at=at(index))))
     assert _names(store, AgentQuery(name="ada")) == ["ada", "ada"]
     assert _names(store, AgentQuery(name="ad")) == []
 
 
 def test_list_agents_query_text_is_a_substring_match(store: SqliteStore, entropy: Entropy) -> None:
     for index, name in enumerate(["Alpha Agent", "beta", "alphabet"]):
-        asyncio.run(_insert(store, _agent(entropy, name, created_at=_at(index))))
+        asyncio.run(insert_agent(store, agent_config(entropy, name, created_at=at(index))))
     # SQLite LIKE folds ASCII case.
     assert _names(store, AgentQuery(query_text="alpha")) == ["Alpha Agent", "alphabet"]
     assert _names(store, AgentQuery(query_text="bet")) == ["beta", "alphabet"]
@@ -449,7 +375,7 @@ def test_list_agents_query_text_treats_like_wildcards_literally(
 ) -> None:
     names = ["50%_off", "50xxoff", "100% sure", "a_b", "axb", "back\\slash", "plain"]
     for index, name in enumerate(names):
-        asyncio.run(_insert(store, _agent(entropy, name, created_at=_at(index))))
+        asyncio.run(insert_agent(store, agent_config(entropy, name, created_at=at(index))))
     assert _names(store, AgentQuery(query_text="%")) == ["50%_off", "100% sure"]
     assert _names(store, AgentQuery(query_text="_")) == ["50%_off", "a_b"]
     assert _names(store, AgentQuery(query_text="50%_")) == ["50%_off"]
@@ -458,8 +384,8 @@ def test_list_agents_query_text_treats_like_wildcards_literally(
 
 
 def test_list_agents_hides_hidden_unless_asked(store: SqliteStore, entropy: Entropy) -> None:
-    asyncio.run(_insert(store, _agent(entropy, "shown", created_at=_at(1))))
-    asyncio.run(_insert(store, _agent(entropy, "secret", created_at=_at(2), hidden=True)))
+    asyncio.run(insert_agent(store, agent_config(entropy, "shown", created_at=at(1))))
+    asyncio.run(insert_agent(store, agent_config(entropy, "secret", created_at=at(2), hidden=True)))
     assert _names(store, AgentQuery()) == ["shown"]
     assert _names(store, AgentQuery(include_hidden=True)) == ["shown", "secret"]
 
@@ -468,8 +394,8 @@ def test_list_blocks_search_treats_like_wildcards_literally(
     store: SqliteStore, entropy: Entropy
 ) -> None:
     blocks = [
-        _block(entropy, "human", "100% sure", created_at=_at(1)),
-        _block(entropy, "persona", "100 percent", created_at=_at(2)),
+        new_block(entropy, "human", "100% sure", created_at=at(1)),
+        new_block(entropy, "persona", "100 percent", created_at=at(2)),
     ]
     for block in blocks:
         asyncio.run(store.insert_block(block))
@@ -481,9 +407,9 @@ def test_list_blocks_search_treats_like_wildcards_literally(
 
 def test_list_blocks_filters_by_tags(store: SqliteStore, entropy: Entropy) -> None:
     blocks = [
-        _block(entropy, "a", created_at=_at(1), tags=["x", "y"]),
-        _block(entropy, "b", created_at=_at(2), tags=["x"]),
-        _block(entropy, "c", created_at=_at(3)),
+        new_block(entropy, "a", created_at=at(1), tags=["x", "y"]),
+        new_block(entropy, "b", created_at=at(2), tags=["x"]),
+        new_block(entropy, "c", created_at=at(3)),
     ]
     for block in blocks:
         asyncio.run(store.insert_block(block))
@@ -500,23 +426,25 @@ def test_list_blocks_filters_by_tags(store: SqliteStore, entropy: Entropy) -> No
 def test_update_of_a_shared_block_is_seen_by_every_agent(
     store: SqliteStore, entropy: Entropy
 ) -> None:
-    shared = _block(entropy, "team", "v1", created_at=_at(1))
-    own = _block(entropy, "human", "Ada", created_at=_at(2))
-    first = _agent(entropy, "first", created_at=_at(3))
-    second = _agent(entropy, "second", created_at=_at(4))
+    shared = new_block(entropy, "team", "v1", created_at=at(1))
+    own = new_block(entropy, "human", "Ada", created_at=at(2))
+    first = agent_config(entropy, "first", created_at=at(3))
+    second = agent_config(entropy, "second", created_at=at(4))
 
     async def scenario() -> None:
         await store.insert_block(shared)
-        await _insert(store, first, new_blocks=[own], block_ids=[shared.id, own.id])
-        await _insert(store, second, block_ids=[shared.id])
-        await store.update_block(shared.model_copy(update={"value": "v2", "updated_at": _at(9)}))
+        await insert_agent(store, first, new_blocks=[own], block_ids=[shared.id, own.id])
+        await insert_agent(store, second, block_ids=[shared.id])
+        await store.update_block(
+            shared.model_copy(update={"value": "v2", "updated_at": at(9)}), change=API_CHANGE
+        )
 
     asyncio.run(scenario())
     blocks = asyncio.run(store.blocks_of_agents([first.id, second.id]))
     assert [block.value for block in blocks[first.id]] == ["v2", "Ada"]
     assert [block.value for block in blocks[second.id]] == ["v2"]
     assert blocks[first.id][0] == blocks[second.id][0]
-    assert blocks[second.id][0].updated_at == _at(9)
+    assert blocks[second.id][0].updated_at == at(9)
     holders = asyncio.run(store.list_block_agents(shared.id, Page(limit=10, ascending=True)))
     assert _ids(holders) == [first.id, second.id]
 
@@ -524,15 +452,15 @@ def test_update_of_a_shared_block_is_seen_by_every_agent(
 def test_relabelling_a_shared_block_moves_its_label_for_every_agent(
     store: SqliteStore, entropy: Entropy
 ) -> None:
-    shared = _block(entropy, "team")
-    first = _agent(entropy, "first", created_at=_at(1))
-    second = _agent(entropy, "second", created_at=_at(2))
+    shared = new_block(entropy, "team")
+    first = agent_config(entropy, "first", created_at=at(1))
+    second = agent_config(entropy, "second", created_at=at(2))
 
     async def scenario() -> None:
         await store.insert_block(shared)
-        await _insert(store, first, block_ids=[shared.id])
-        await _insert(store, second, block_ids=[shared.id])
-        await store.update_block(shared.model_copy(update={"label": "crew"}))
+        await insert_agent(store, first, block_ids=[shared.id])
+        await insert_agent(store, second, block_ids=[shared.id])
+        await store.update_block(shared.model_copy(update={"label": "crew"}), change=API_CHANGE)
 
     asyncio.run(scenario())
     for agent in (first, second):
@@ -548,12 +476,12 @@ def test_relabelling_a_shared_block_moves_its_label_for_every_agent(
 def test_insert_agent_with_two_blocks_of_one_label_is_a_conflict(
     store: SqliteStore, entropy: Entropy
 ) -> None:
-    first = _block(entropy, "human", "one")
-    second = _block(entropy, "human", "two")
-    agent = _agent(entropy, "ada")
+    first = new_block(entropy, "human", "one")
+    second = new_block(entropy, "human", "two")
+    agent = agent_config(entropy, "ada")
     with pytest.raises(StorageConflict):
         asyncio.run(
-            _insert(store, agent, new_blocks=[first, second], block_ids=[first.id, second.id])
+            insert_agent(store, agent, new_blocks=[first, second], block_ids=[first.id, second.id])
         )
     # The transaction rolled back: neither the agent nor its new blocks were stored.
     assert asyncio.run(store.get_agent(agent.id)) is None
@@ -563,14 +491,16 @@ def test_insert_agent_with_two_blocks_of_one_label_is_a_conflict(
 def test_relabelling_onto_a_label_the_agent_has_is_a_conflict(
     store: SqliteStore, entropy: Entropy
 ) -> None:
-    human = _block(entropy, "human")
-    persona = _block(entropy, "persona")
-    agent = _agent(entropy, "ada")
+    human = new_block(entropy, "human")
+    persona = new_block(entropy, "persona")
+    agent = agent_config(entropy, "ada")
     asyncio.run(
-        _insert(store, agent, new_blocks=[human, persona], block_ids=[human.id, persona.id])
+        insert_agent(store, agent, new_blocks=[human, persona], block_ids=[human.id, persona.id])
     )
     with pytest.raises(StorageConflict):
-        asyncio.run(store.update_block(persona.model_copy(update={"label": "human"})))
+        asyncio.run(
+            store.update_block(persona.model_copy(update={"label": "human"}), change=API_CHANGE)
+        )
     assert asyncio.run(store.get_block(persona.id)) == persona
     assert asyncio.run(store.get_agent_block(agent.id, "persona")) == persona
 
@@ -578,51 +508,51 @@ def test_relabelling_onto_a_label_the_agent_has_is_a_conflict(
 def test_attach_block_with_a_label_the_agent_has_is_a_conflict(
     store: SqliteStore, entropy: Entropy
 ) -> None:
-    first = _block(entropy, "human", "one")
-    second = _block(entropy, "human", "two")
-    agent = _agent(entropy, "ada")
+    first = new_block(entropy, "human", "one")
+    second = new_block(entropy, "human", "two")
+    agent = agent_config(entropy, "ada")
 
     async def scenario() -> None:
         await store.insert_block(second)
-        await _insert(store, agent, new_blocks=[first], block_ids=[first.id])
-        await store.attach_block(agent.id, second, us_from_datetime(_at(5)))
+        await insert_agent(store, agent, new_blocks=[first], block_ids=[first.id])
+        await store.attach_block(agent.id, second, us_from_datetime(at(5)))
 
     with pytest.raises(StorageConflict):
         asyncio.run(scenario())
 
 
 def test_attach_block_twice_is_idempotent(store: SqliteStore, entropy: Entropy) -> None:
-    block = _block(entropy, "human")
-    agent = _agent(entropy, "ada")
+    block = new_block(entropy, "human")
+    agent = agent_config(entropy, "ada")
 
     async def scenario() -> None:
-        await _insert(store, agent, new_blocks=[block], block_ids=[block.id])
-        await store.attach_block(agent.id, block, us_from_datetime(_at(5)))
+        await insert_agent(store, agent, new_blocks=[block], block_ids=[block.id])
+        await store.attach_block(agent.id, block, us_from_datetime(at(5)))
 
     asyncio.run(scenario())
     assert asyncio.run(store.blocks_of_agents([agent.id])) == {agent.id: [block]}
     stored = asyncio.run(store.get_agent(agent.id))
     assert stored is not None
-    assert stored.updated_at == _at(5)
+    assert stored.updated_at == at(5)
 
 
 def test_detach_then_attach_block_with_the_freed_label(
     store: SqliteStore, entropy: Entropy
 ) -> None:
-    first = _block(entropy, "human", "one")
-    second = _block(entropy, "human", "two")
-    agent = _agent(entropy, "ada")
+    first = new_block(entropy, "human", "one")
+    second = new_block(entropy, "human", "two")
+    agent = agent_config(entropy, "ada")
 
     async def scenario() -> bool:
         await store.insert_block(second)
-        await _insert(store, agent, new_blocks=[first], block_ids=[first.id])
-        detached = await store.detach_block(agent.id, first.id, us_from_datetime(_at(1)))
-        await store.attach_block(agent.id, second, us_from_datetime(_at(2)))
+        await insert_agent(store, agent, new_blocks=[first], block_ids=[first.id])
+        detached = await store.detach_block(agent.id, first.id, us_from_datetime(at(1)))
+        await store.attach_block(agent.id, second, us_from_datetime(at(2)))
         return detached
 
     assert asyncio.run(scenario()) is True
     assert asyncio.run(store.get_agent_block(agent.id, "human")) == second
-    assert asyncio.run(store.detach_block(agent.id, first.id, us_from_datetime(_at(3)))) is False
+    assert asyncio.run(store.detach_block(agent.id, first.id, us_from_datetime(at(3)))) is False
 
 
 # Tools ----------------------------------------------------------------------------------
@@ -631,17 +561,17 @@ def test_detach_then_attach_block_with_the_freed_label(
 def test_upsert_tools_keeps_id_and_created_at_of_a_stored_name(
     store: SqliteStore, entropy: Entropy
 ) -> None:
-    original = _tool(entropy, "send_message", created_at=_at(1), description="old")
-    replacement = _tool(entropy, "send_message", created_at=_at(7), description="new")
-    fresh = _tool(entropy, "archival_search", created_at=_at(7))
+    original = _tool(entropy, "send_message", created_at=at(1), description="old")
+    replacement = _tool(entropy, "send_message", created_at=at(7), description="new")
+    fresh = _tool(entropy, "archival_search", created_at=at(7))
     asyncio.run(store.insert_tool(original))
     stored = asyncio.run(store.upsert_tools([replacement, fresh]))
     # Returned in name order; the replacement took over the stored identity.
     assert [tool.name for tool in stored] == ["archival_search", "send_message"]
     merged = stored[1]
     assert merged.id == original.id
-    assert merged.created_at == _at(1)
-    assert merged.updated_at == _at(7)
+    assert merged.created_at == at(1)
+    assert merged.updated_at == at(7)
     assert merged.description == "new"
     assert stored[0] == fresh
     assert asyncio.run(store.get_tool(original.id)) == merged
@@ -660,22 +590,22 @@ def test_insert_tool_with_a_taken_name_is_a_conflict(store: SqliteStore, entropy
 
 def test_attach_tool_moves_updated_at_forward_only(store: SqliteStore, entropy: Entropy) -> None:
     tool = _tool(entropy, "lookup")
-    agent = _agent(entropy, "ada", updated_at=_at(10))
+    agent = agent_config(entropy, "ada", updated_at=at(10))
 
     async def scenario() -> None:
         await store.insert_tool(tool)
-        await _insert(store, agent)
-        await store.attach_tool(agent.id, tool.id, us_from_datetime(_at(5)))
+        await insert_agent(store, agent)
+        await store.attach_tool(agent.id, tool.id, us_from_datetime(at(5)))
 
     asyncio.run(scenario())
     stored = asyncio.run(store.get_agent(agent.id))
     assert stored is not None
-    assert stored.updated_at == _at(10)
+    assert stored.updated_at == at(10)
     assert asyncio.run(store.tools_of_agents([agent.id])) == {agent.id: [tool]}
-    asyncio.run(store.attach_tool(agent.id, tool.id, us_from_datetime(_at(20))))
+    asyncio.run(store.attach_tool(agent.id, tool.id, us_from_datetime(at(20))))
     stored = asyncio.run(store.get_agent(agent.id))
     assert stored is not None
-    assert stored.updated_at == _at(20)
+    assert stored.updated_at == at(20)
 
 
 # Deletes --------------------------------------------------------------------------------
@@ -684,17 +614,17 @@ def test_attach_tool_moves_updated_at_forward_only(store: SqliteStore, entropy: 
 def test_delete_agent_cascades_relationships_but_keeps_blocks_and_tools(
     store: SqliteStore, entropy: Entropy, db_path: Path
 ) -> None:
-    block = _block(entropy, "human")
+    block = new_block(entropy, "human")
     tool = _tool(entropy, "lookup")
-    doomed = _agent(entropy, "doomed", created_at=_at(1))
-    kept = _agent(entropy, "kept", created_at=_at(2))
+    doomed = agent_config(entropy, "doomed", created_at=at(1))
+    kept = agent_config(entropy, "kept", created_at=at(2))
 
     async def scenario() -> bool:
         await store.insert_tool(tool)
-        await _insert(
+        await insert_agent(
             store, doomed, new_blocks=[block], block_ids=[block.id], tool_ids=[tool.id], tags=["t"]
         )
-        await _insert(store, kept, block_ids=[block.id], tool_ids=[tool.id], tags=["t"])
+        await insert_agent(store, kept, block_ids=[block.id], tool_ids=[tool.id], tags=["t"])
         return await store.delete_agent(doomed.id)
 
     assert asyncio.run(scenario()) is True
@@ -710,9 +640,9 @@ def test_delete_agent_cascades_relationships_but_keeps_blocks_and_tools(
 
 
 def test_delete_block_detaches_it_from_agents(store: SqliteStore, entropy: Entropy) -> None:
-    block = _block(entropy, "human")
-    agent = _agent(entropy, "ada")
-    asyncio.run(_insert(store, agent, new_blocks=[block], block_ids=[block.id]))
+    block = new_block(entropy, "human")
+    agent = agent_config(entropy, "ada")
+    asyncio.run(insert_agent(store, agent, new_blocks=[block], block_ids=[block.id]))
     assert asyncio.run(store.delete_block(block.id)) is True
     assert asyncio.run(store.blocks_of_agents([agent.id])) == {agent.id: []}
     assert _config(asyncio.run(store.get_agent(agent.id))) == agent
@@ -734,9 +664,9 @@ def test_write_after_close_is_storage_unavailable(db_path: Path, entropy: Entrop
     closed = _open(db_path)
     asyncio.run(closed.close())
     with pytest.raises(StorageUnavailable):
-        asyncio.run(_insert(closed, _agent(entropy, "ada")))
+        asyncio.run(insert_agent(closed, agent_config(entropy, "ada")))
     with pytest.raises(StorageUnavailable):
-        asyncio.run(closed.insert_block(_block(entropy, "human")))
+        asyncio.run(closed.insert_block(new_block(entropy, "human")))
 
 
 def test_open_a_directory_is_storage_unavailable(tmp_path: Path) -> None:
@@ -752,11 +682,11 @@ def test_open_a_directory_is_storage_unavailable(tmp_path: Path) -> None:
 def test_list_agents_order_by_updated_at(store: SqliteStore, entropy: Entropy) -> None:
     # Created in one order, updated in the reverse order.
     agents = [
-        _agent(entropy, f"a{index}", created_at=_at(index), updated_at=_at(100 - index))
+        agent_config(entropy, f"a{index}", created_at=at(index), updated_at=at(100 - index))
         for index in range(6)
     ]
     for agent in agents:
-        asyncio.run(_insert(store, agent))
+        asyncio.run(insert_agent(store, agent))
     by_updated = AgentQuery(order_by="updated_at")
     ascending = asyncio.run(store.list_agents(by_updated, Page(limit=10, ascending=True)))
     assert [agent.name for agent in ascending] == ["a5", "a4", "a3", "a2", "a1", "a0"]
@@ -770,11 +700,11 @@ def test_list_agents_order_by_updated_at_pages_by_updated_cursor(
     store: SqliteStore, entropy: Entropy
 ) -> None:
     agents = [
-        _agent(entropy, f"a{index}", created_at=_at(index), updated_at=_at(100 - index))
+        agent_config(entropy, f"a{index}", created_at=at(index), updated_at=at(100 - index))
         for index in range(6)
     ]
     for agent in agents:
-        asyncio.run(_insert(store, agent))
+        asyncio.run(insert_agent(store, agent))
     pages = _walk_after(store, AgentQuery(order_by="updated_at"), ascending=True)
     assert pages == [[agents[i].id for i in (5, 4, 3, 2)], [agents[i].id for i in (1, 0)]]
     back = _walk_before(
@@ -785,13 +715,13 @@ def test_list_agents_order_by_updated_at_pages_by_updated_cursor(
 
 def test_list_agents_order_by_updated_at_sees_touches(store: SqliteStore, entropy: Entropy) -> None:
     tool = _tool(entropy, "lookup")
-    agents = [_agent(entropy, f"a{index}", created_at=_at(index)) for index in range(3)]
+    agents = [agent_config(entropy, f"a{index}", created_at=at(index)) for index in range(3)]
 
     async def scenario() -> list[AgentState]:
         await store.insert_tool(tool)
         for agent in agents:
-            await _insert(store, agent)
-        await store.attach_tool(agents[0].id, tool.id, us_from_datetime(_at(50)))
+            await insert_agent(store, agent)
+        await store.attach_tool(agents[0].id, tool.id, us_from_datetime(at(50)))
         return await store.list_agents(AgentQuery(order_by="updated_at"), Page(limit=10))
 
     assert [agent.name for agent in asyncio.run(scenario())] == ["a0", "a2", "a1"]
@@ -801,14 +731,14 @@ def test_list_agents_order_by_updated_at_sees_touches(store: SqliteStore, entrop
 
 
 def test_committed_writes_survive_a_reopen(db_path: Path, entropy: Entropy) -> None:
-    block = _block(entropy, "human", "Ada")
+    block = new_block(entropy, "human", "Ada")
     tool = _tool(entropy, "lookup")
-    agent = _agent(entropy, "ada")
+    agent = agent_config(entropy, "ada")
 
     async def write() -> None:
         first = _open(db_path)
         await first.insert_tool(tool)
-        await _insert(
+        await insert_agent(
             first, agent, new_blocks=[block], block_ids=[block.id], tool_ids=[tool.id], tags=["x"]
         )
         await first.close()
@@ -833,11 +763,11 @@ def test_committed_writes_are_visible_to_a_second_store_without_close(
     db_path: Path, entropy: Entropy
 ) -> None:
     # A process killed without closing: its committed transactions are in the WAL.
-    agent = _agent(entropy, "ada")
+    agent = agent_config(entropy, "ada")
     first = _open(db_path)
     second: SqliteStore | None = None
     try:
-        asyncio.run(_insert(first, agent))
+        asyncio.run(insert_agent(first, agent))
         second = _open(db_path)
         assert _config(asyncio.run(second.get_agent(agent.id))) == agent
         assert asyncio.run(second.count_agents()) == 1
@@ -855,13 +785,13 @@ def test_background_checkpointer_copies_the_wal_and_stops_on_close(
     db_path: Path, entropy: Entropy
 ) -> None:
     assert _checkpointer_threads() == []
-    agents = [_agent(entropy, f"a{index}", created_at=_at(index)) for index in range(200)]
+    agents = [agent_config(entropy, f"a{index}", created_at=at(index)) for index in range(200)]
     store = SqliteStore.open(db_path, background_checkpoints=True)
     try:
         assert [thread.is_alive() for thread in _checkpointer_threads()] == [True]
         size_before = db_path.stat().st_size
         for agent in agents:
-            asyncio.run(_insert(store, agent))
+            asyncio.run(insert_agent(store, agent))
         # The serving connection never checkpoints; the thread copies the log into the file.
         deadline = time.monotonic() + CHECKPOINT_WAIT_S
         while db_path.stat().st_size <= size_before and time.monotonic() < deadline:
@@ -888,8 +818,8 @@ def test_store_without_background_checkpoints_runs_no_thread(db_path: Path) -> N
 
 
 def test_ids_made_by_entropy_are_valid(entropy: Entropy) -> None:
-    assert is_valid_id(AGENT_PREFIX, _agent(entropy, "ada").id)
-    assert is_valid_id(BLOCK_PREFIX, _block(entropy, "human").id)
+    assert is_valid_id(AGENT_PREFIX, agent_config(entropy, "ada").id)
+    assert is_valid_id(BLOCK_PREFIX, new_block(entropy, "human").id)
     assert is_valid_id(TOOL_PREFIX, _tool(entropy, "lookup").id)
 
 
@@ -905,10 +835,10 @@ def _message(entropy: Entropy, agent: AgentConfig, text: str, at: dt.datetime) -
 def _import_batch(entropy: Entropy, stored_tool: Tool) -> AgentsImport:
     """Two agents sharing a block and a new tool; the first has a block of its own, a tag
     and a message; the stored tool is redefined."""
-    shared = _block(entropy, "policies", "Returns within 30 days")
+    shared = new_block(entropy, "policies", "Returns within 30 days")
     tool = _tool(entropy, "lookup_order")
-    first, second = _agent(entropy, "harbor"), _agent(entropy, "sleeptime")
-    own = _block(entropy, "human", "Name: Priya")
+    first, second = agent_config(entropy, "harbor"), agent_config(entropy, "sleeptime")
+    own = new_block(entropy, "human", "Name: Priya")
     return AgentsImport(
         tools_created=(tool,),
         tools_replaced=(stored_tool.model_copy(update={"description": "redefined"}),),
@@ -920,7 +850,7 @@ def _import_batch(entropy: Entropy, stored_tool: Tool) -> AgentsImport:
                 block_ids=(own.id, shared.id),
                 tool_ids=(tool.id, stored_tool.id),
                 tags=("support",),
-                messages=(_message(entropy, first, "Where is my order?", _at(1)),),
+                messages=(_message(entropy, first, "Where is my order?", at(1)),),
             ),
             NewAgent(agent=second, block_ids=(shared.id,), tool_ids=(tool.id,)),
         ),
@@ -989,11 +919,11 @@ def test_import_agents_redefining_a_deleted_tool_is_a_conflict(
 
 
 def test_list_all_messages_pages_across_agents(store: SqliteStore, entropy: Entropy) -> None:
-    ada, grace = _agent(entropy, "ada"), _agent(entropy, "grace")
+    ada, grace = agent_config(entropy, "ada"), agent_config(entropy, "grace")
     for agent in (ada, grace):
-        asyncio.run(_insert(store, agent))
+        asyncio.run(insert_agent(store, agent))
     messages = [
-        _message(entropy, agent, f"{agent.name} {i}", _at(2 * i + offset))
+        _message(entropy, agent, f"{agent.name} {i}", at(2 * i + offset))
         for i in range(3)
         for offset, agent in enumerate((ada, grace))
     ]
@@ -1009,10 +939,10 @@ def test_list_all_messages_pages_across_agents(store: SqliteStore, entropy: Entr
 
 
 def test_list_all_messages_of_one_conversation(store: SqliteStore, entropy: Entropy) -> None:
-    agent = _agent(entropy, "ada")
-    asyncio.run(_insert(store, agent))
-    plain = _message(entropy, agent, "default thread", _at(1))
-    threaded = _message(entropy, agent, "in conv", _at(2)).model_copy(
+    agent = agent_config(entropy, "ada")
+    asyncio.run(insert_agent(store, agent))
+    plain = _message(entropy, agent, "default thread", at(1))
+    threaded = _message(entropy, agent, "in conv", at(2)).model_copy(
         update={"conversation_id": "conv-1"}
     )
     asyncio.run(store.insert_messages([plain, threaded]))

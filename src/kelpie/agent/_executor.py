@@ -1,6 +1,7 @@
 """Runs the tools an agent calls. Built-in memory tools edit the turn's working copy of the
-agent's blocks (committed with the step); search tools read the store; tools that need a
-sandbox or a client return a clear error until those exist."""
+agent's blocks, and working-memory tools an overlay of the agent's keys (both committed
+with the step); search tools read the store; tools that need a sandbox or a client return
+a clear error until those exist."""
 
 import dataclasses
 import datetime as dt
@@ -8,6 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from kelpie.agent._working_memory import WorkingMemoryScratch
 from kelpie.env import Env
 from kelpie.llm import ToolCall
 from kelpie.schemas import (
@@ -21,7 +23,15 @@ from kelpie.schemas import (
     datetime_from_us,
     us_from_datetime,
 )
-from kelpie.tools import MEMORY_TOOL_NAMES, MemoryBlock, MemoryEdit, run_memory_tool
+from kelpie.storage import ChangedBlock
+from kelpie.tools import (
+    MEMORY_TOOL_NAMES,
+    WORKING_MEMORY_TOOL_NAMES,
+    MemoryBlock,
+    MemoryEdit,
+    parse_working_memory_call,
+    run_memory_tool,
+)
 
 SEND_MESSAGE_RESULT: Final = "Sent message successfully."
 SEARCH_RESULTS_MAX: Final = 100
@@ -65,11 +75,13 @@ class ToolExecutor:
         self._env = env
         self._agent = agent
         self.blocks: dict[str, Block] = {block.label: block for block in blocks}
-        # By block id: what the step commit writes.
-        self.changed: dict[str, Block] = {}
+        # What the step commit writes: existing blocks as each tool call left them (each
+        # change gets its history entry, naming the call), and new blocks by id.
+        self.changed: list[ChangedBlock] = []
         self.created: dict[str, Block] = {}
         self.detached: list[str] = []
         self.passages: list[Passage] = []
+        self.working_memory = WorkingMemoryScratch(env, agent.id)
         # Set when a tool changed any block; the loop recompiles the prompt and clears it.
         self.memory_changed = False
 
@@ -83,13 +95,20 @@ class ToolExecutor:
         arguments = {k: v for k, v in parsed.items() if k not in LOOP_ARGUMENTS}
         if tool is None:
             return ToolOutcome(f"Tool {call.name} not found", False, parsed)
-        returned, ok = await self._dispatch(tool, arguments)
+        returned, ok = await self._dispatch(tool, arguments, call.id)
         return ToolOutcome(returned, ok, parsed)
 
-    async def _dispatch(self, tool: Tool, arguments: dict[str, Any]) -> tuple[str | None, bool]:
+    async def _dispatch(
+        self, tool: Tool, arguments: dict[str, Any], call_id: str
+    ) -> tuple[str | None, bool]:
         name = tool.name
         if name in MEMORY_TOOL_NAMES:
-            return self._memory(name, arguments)
+            return self._memory(name, arguments, call_id)
+        if name in WORKING_MEMORY_TOOL_NAMES:
+            checked = parse_working_memory_call(name, arguments)
+            if isinstance(checked, str):
+                return checked, False
+            return await self.working_memory.run(checked)
         if name == "send_message":
             return SEND_MESSAGE_RESULT, True
         if name == "conversation_search":
@@ -106,7 +125,9 @@ class ToolExecutor:
             )
         return f"Tool '{name}' has no executor in this Kelpie version", False
 
-    def _memory(self, name: str, arguments: Mapping[str, Any]) -> tuple[str | None, bool]:
+    def _memory(
+        self, name: str, arguments: Mapping[str, Any], call_id: str
+    ) -> tuple[str | None, bool]:
         views = {
             label: MemoryBlock(
                 label=label,
@@ -120,29 +141,37 @@ class ToolExecutor:
         edit = run_memory_tool(name, arguments, views)
         if edit.error is not None:
             return edit.error, False
-        self._apply(edit)
+        self._apply(edit, call_id)
         self.memory_changed = True
         return edit.returned, True
 
-    def _apply(self, edit: MemoryEdit) -> None:
+    def _apply(self, edit: MemoryEdit, call_id: str) -> None:
         """Applies an edit in the order MemoryEdit defines: deletions, renames (all at once:
         a patch may swap labels), value and description changes (keyed by the original
-        label), creations."""
+        label), creations. Each existing block the call changed is recorded once, as the
+        call left it. A deleted block is only detached: the step's edits to it are dropped."""
         now = datetime_from_us(self._env.clock.now_us())
         for label in edit.deleted:
             block = self.blocks.pop(label)
-            self.changed.pop(block.id, None)
+            self.changed = [c for c in self.changed if c.block.id != block.id]
             if self.created.pop(block.id, None) is None:
                 self.detached.append(block.id)
+        touched: dict[str, Block] = {}  # by id, in the order the call first touched them
         moved = {old: self.blocks.pop(old) for old in edit.renamed}
         for old, new in edit.renamed.items():
-            self._put(moved[old].model_copy(update={"label": new, "updated_at": now}))
+            self._put(moved[old], touched, label=new, updated_at=now)
         for label, value in edit.changed.items():
-            block = self.blocks[edit.renamed.get(label, label)]
-            self._put(block.model_copy(update={"value": value, "updated_at": now}))
+            self._put(
+                self.blocks[edit.renamed.get(label, label)], touched, value=value, updated_at=now
+            )
         for label, description in edit.described.items():
             block = self.blocks[edit.renamed.get(label, label)]
-            self._put(block.model_copy(update={"description": description, "updated_at": now}))
+            self._put(block, touched, description=description, updated_at=now)
+        self.changed.extend(
+            ChangedBlock(block, call_id)
+            for block in touched.values()
+            if block.id not in self.created
+        )
         for label, (value, new_description) in edit.created.items():
             block = Block(
                 id=self._env.entropy.new_id(BLOCK_PREFIX),
@@ -154,12 +183,11 @@ class ToolExecutor:
             )
             self.blocks[label] = self.created[block.id] = block
 
-    def _put(self, block: Block) -> None:
-        self.blocks[block.label] = block
-        if block.id in self.created:
-            self.created[block.id] = block
-        else:
-            self.changed[block.id] = block
+    def _put(self, block: Block, touched: dict[str, Block], **changes: Any) -> None:
+        updated = block.model_copy(update=changes)
+        self.blocks[updated.label] = touched[updated.id] = updated
+        if updated.id in self.created:
+            self.created[updated.id] = updated
 
     async def _conversation_search(self, arguments: Mapping[str, Any]) -> str:
         roles = arguments.get("roles") or []

@@ -1,7 +1,7 @@
 """The agent loop: one turn of an agent, step by step. Each step asks the model, runs the
-tools it called, and commits everything the step changed (messages, block edits, archival
-writes, run state, the step record) in one transaction before any of it is streamed as
-final or acknowledged.
+tools it called, and commits everything the step changed (messages, block edits with their
+history entries, archival and working-memory writes, run state, the step record) in one
+transaction before any of it is streamed as final or acknowledged.
 
 Per agent type (letta-api.md §3.1): `letta_v1_agent` and `sleeptime_agent` end the turn on
 a reply without tool calls; `memgpt_agent`, `memgpt_v2_agent` and `react_agent` continue
@@ -487,13 +487,16 @@ class _TurnRunner:
             finished_run=run if run is not None and run.status != "running" else None,
         )
         executor = self._executor
+        memory_set, memory_deleted = executor.working_memory.written()
         commit = StepCommit(
             thread=thread,
             messages=tuple(pending),
-            blocks_changed=tuple(executor.changed.values()),
+            blocks_changed=tuple(executor.changed),
             blocks_created=tuple(executor.created.values()),
             blocks_detached=tuple(executor.detached),
             passages=tuple(executor.passages),
+            working_memory_set=memory_set,
+            working_memory_deleted=memory_deleted,
             run=run,
             step=None if step is None else self._step_record(step),
         )
@@ -507,6 +510,7 @@ class _TurnRunner:
         executor.created.clear()
         executor.detached.clear()
         executor.passages.clear()
+        executor.working_memory.pending.clear()
 
     def _step_record(self, step: _Step) -> Step:
         config = self._turn.llm_config

@@ -16,6 +16,7 @@ from kelpie.api import (
     models,
     runs,
     tools,
+    working_memory,
 )
 from kelpie.api._deps import Services
 from kelpie.api._errors import install_error_handlers
@@ -33,7 +34,8 @@ def create_app(env: Env) -> FastAPI:
     app.state.env = env
     app.state.services = Services.build(env)
     install_error_handlers(app)
-    for module in (health, models, agents, messages, conversations, blocks, tools, runs):
+    routers = (health, models, agents, messages, conversations, blocks, tools, runs)
+    for module in (*routers, working_memory):
         app.include_router(module.router)
     app.include_router(agents.tags_router)
     app.include_router(runs.steps_router)

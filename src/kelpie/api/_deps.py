@@ -19,6 +19,7 @@ from kelpie.service import (
     MessageLookup,
     MessageService,
     ToolService,
+    WorkingMemoryService,
 )
 
 
@@ -34,6 +35,7 @@ class Services:
     importer: AgentImporter
     context: ContextService
     message_lookup: MessageLookup
+    working_memory: WorkingMemoryService
 
     @classmethod
     def build(cls, env: Env) -> "Services":
@@ -53,6 +55,7 @@ class Services:
             importer=AgentImporter(env, agents),
             context=ContextService(env, agents),
             message_lookup=MessageLookup(env),
+            working_memory=WorkingMemoryService(env),
         )
 
 

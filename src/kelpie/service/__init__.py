@@ -14,6 +14,7 @@ from kelpie.service._startup import prepare
 from kelpie.service._streams import LiveStream, StoredStream, event_payload
 from kelpie.service._threads import AwaitingApproval
 from kelpie.service._tools import ToolService
+from kelpie.service._working_memory import WorkingMemoryService
 
 __all__ = [
     "AgentExporter",
@@ -31,6 +32,7 @@ __all__ = [
     "StartedTurn",
     "StoredStream",
     "ToolService",
+    "WorkingMemoryService",
     "event_payload",
     "prepare",
     "thread_of",

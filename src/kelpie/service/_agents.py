@@ -28,7 +28,7 @@ from kelpie.service._agent_states import with_relationships
 from kelpie.service._blocks import apply_block_update, new_block
 from kelpie.service._names import random_agent_name
 from kelpie.service._prompts import SystemPrompts
-from kelpie.storage import AgentQuery, NewAgent, Page
+from kelpie.storage import AgentQuery, BlockChange, NewAgent, Page
 from kelpie.tools import base_tool_rules, default_tool_names
 
 ALL_RELATIONSHIPS: Final = frozenset({"agent.blocks", "agent.tools", "agent.tags", "agent.secrets"})
@@ -355,7 +355,9 @@ class AgentService:
         block = apply_block_update(
             await self.retrieve_block(agent_id, label), request, self._env.clock.now_us()
         )
-        await self._env.store.update_block(block)
+        await self._env.store.update_block(
+            block, change=BlockChange(source="api", agent_id=agent_id)
+        )
         await self.prompts.recompile_agents_of_block(block.id)
         return block
 

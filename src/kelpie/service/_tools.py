@@ -5,7 +5,7 @@ from kelpie.env import Env
 from kelpie.errors import Conflict, InvalidInput, NotFound
 from kelpie.schemas import TOOL_PREFIX, Tool, ToolCreate, ToolUpdate, datetime_from_us
 from kelpie.storage import Page, ToolQuery
-from kelpie.tools import BASE_TOOLS, derive_tool_schema
+from kelpie.tools import BUILTIN_TOOLS, derive_tool_schema
 
 
 def name_and_schema(
@@ -97,7 +97,8 @@ class ToolService:
         return await self._env.store.list_tools(query, page)
 
     async def add_base_tools(self) -> list[Tool]:
-        """Upserts the built-in tools; their ids stay stable across calls and restarts."""
+        """Upserts the built-in tools (Letta's base tools and Kelpie's working-memory tools);
+        their ids stay stable across calls and restarts."""
         now = datetime_from_us(self._env.clock.now_us())
         tools = [
             Tool(
@@ -110,6 +111,6 @@ class ToolService:
                 created_at=now,
                 updated_at=now,
             )
-            for spec in BASE_TOOLS
+            for spec in BUILTIN_TOOLS
         ]
         return await self._env.store.upsert_tools(tools)

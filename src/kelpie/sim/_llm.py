@@ -59,6 +59,13 @@ class LlmFaultInjector:
 
 JOURNAL_LABEL: Final = "journal"
 TOKEN_MARK: Final = "token:"
+# The working-memory key a turn sets for its token.
+TOKEN_KEY_PREFIX: Final = "token."
+
+
+def token_key_call_id(token: str) -> str:
+    """The id of the working_memory_set call that sets the token's key."""
+    return f"wm-{token}"
 
 
 def journal_token(text: str | None) -> str | None:
@@ -71,8 +78,10 @@ def journal_token(text: str | None) -> str | None:
 @final
 class SimModel:
     """The simulated model, deterministic from the request: asked to record a token, it
-    calls memory_insert on the journal block; after a tool return it replies. Faults from
-    the plan are injected on top (errors raised, output malformed or emptied)."""
+    calls memory_insert on the journal block and, when it has the working-memory tools,
+    working_memory_set of `token.<token>` in the same answer (so one step writes both);
+    after a tool return it replies. Faults from the plan are injected on top (errors
+    raised, output malformed or emptied)."""
 
     def __init__(self, faults: LlmFaultInjector) -> None:
         self._faults = faults
@@ -102,12 +111,21 @@ class SimModel:
         usage = Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15)
         last = request.messages[-1]
         token = journal_token(last.content) if last.role == "user" else None
-        has_journal = any(tool.name == "memory_insert" for tool in request.tools)
-        if token is not None and has_journal:
+        tools = {tool.name for tool in request.tools}
+        if token is not None and "memory_insert" in tools:
             arguments = json.dumps({"label": JOURNAL_LABEL, "new_string": token, "insert_line": -1})
-            call = ToolCall(id=f"call-{token}", name="memory_insert", arguments=arguments)
+            calls = [ToolCall(id=f"call-{token}", name="memory_insert", arguments=arguments)]
+            if "working_memory_set" in tools:
+                key_arguments = json.dumps({"key": f"{TOKEN_KEY_PREFIX}{token}", "value": token})
+                calls.append(
+                    ToolCall(
+                        id=token_key_call_id(token),
+                        name="working_memory_set",
+                        arguments=key_arguments,
+                    )
+                )
             return LlmResponse(
-                content=None, tool_calls=(call,), finish_reason="tool_calls", usage=usage
+                content=None, tool_calls=tuple(calls), finish_reason="tool_calls", usage=usage
             )
         reply = "noted" if last.role == "tool" else "ok"
         return LlmResponse(content=reply, tool_calls=(), finish_reason="stop", usage=usage)

@@ -6,7 +6,7 @@ settles it. (Each object belongs to one client, whose requests are sequential.)"
 import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, final
 
 T = TypeVar("T")
@@ -63,8 +63,49 @@ class Known(Generic[T]):
         self.value = value
         self.maybe.clear()
 
+    def candidates(self) -> list[T]:
+        return [self.value, *self.maybe]
+
+    def narrow(self, keep: Callable[[T], bool]) -> bool:
+        """Keeps the candidates a read left possible (the first becomes `value`); False,
+        changing nothing, when the read fits none of them."""
+        kept = [candidate for candidate in self.candidates() if keep(candidate)]
+        if not kept:
+            return False
+        self.value, self.maybe = kept[0], kept[1:]
+        return True
+
+    def revise(self, old: T, new: T) -> None:
+        """Replaces a candidate with a more precise one (a write's outcome came back)."""
+        self.value = new if self.value == old else self.value
+        self.maybe = [new if candidate == old else candidate for candidate in self.maybe]
+
     def __repr__(self) -> str:
         return f"Known({self.value!r}, maybe={self.maybe!r})"
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class KeyState:
+    """A working-memory key as one write set it. A key with a TTL expires at a wall time
+    the client can only bound: the server read its clock somewhere in the write's window."""
+
+    value: str  # canonical JSON (sorted keys), to compare with what a read returns
+    ttl_s: int | None = None
+    sent_s: float = 0.0  # monotonic time the write was sent
+    done_s: float | None = None  # monotonic time its outcome came back; None in flight
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class HistoryExpectation:
+    """A write to a block that may have left a history entry: `certain` when it was
+    acknowledged and changed the value for sure (a write of the value the block already
+    held records nothing)."""
+
+    source: str
+    value: str
+    certain: bool
 
 
 @dataclasses.dataclass
@@ -80,6 +121,11 @@ class AgentModel:
     # A background run whose stream was cut short may still hold the agent's thread: a
     # send may meet a 409 until a turn is seen to finish.
     run_maybe_running: bool = False
+    # Whether the agent has the working-memory tools (its turns then set a key per token).
+    working_memory_tools: bool = False
+    # Working-memory keys ever written (by the client or by the agent's turns): None is
+    # "no such key".
+    working_memory: dict[str, Known[KeyState | None]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -96,6 +142,12 @@ class BlockModel:
     journal: bool = False
     tokens_certain: set[str] = dataclasses.field(default_factory=set)
     tokens_maybe: set[str] = dataclasses.field(default_factory=set)
+    # Non-journal blocks: the value at creation, and the writes since the last time the
+    # history was read (then settled to what it showed; `history_seqs` keeps its seqs
+    # with their old and new values, for restores).
+    initial_value: str = ""
+    history: list[HistoryExpectation] = dataclasses.field(default_factory=list)
+    history_seqs: dict[int, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -5,8 +5,8 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast, final
 
-from kelpie.schemas import Block
-from kelpie.storage import StepCommit, Store
+from kelpie.schemas import Block, BlockHistoryEntry
+from kelpie.storage import BlockChange, Page, StepCommit, Store
 
 # How many later store calls a deferred write waits before it really commits.
 _DEFER_CALLS: Final = 6
@@ -19,17 +19,17 @@ class AckBeforeCommit:
 
     def __init__(self, inner: Store) -> None:
         self._inner = inner
-        self._pending: list[tuple[int, Block]] = []
+        self._pending: list[tuple[int, Block, BlockChange]] = []
         self._calls = 0
 
-    async def update_block(self, block: Block) -> None:
-        self._pending.append((self._calls + _DEFER_CALLS, block))
+    async def update_block(self, block: Block, *, change: BlockChange) -> None:
+        self._pending.append((self._calls + _DEFER_CALLS, block, change))
 
     async def _flush_due(self) -> None:
-        due = [block for at, block in self._pending if at <= self._calls]
-        self._pending = [(at, block) for at, block in self._pending if at > self._calls]
-        for block in due:
-            await self._inner.update_block(block)
+        due = [(block, change) for at, block, change in self._pending if at <= self._calls]
+        self._pending = [item for item in self._pending if item[0] > self._calls]
+        for block, change in due:
+            await self._inner.update_block(block, change=change)
 
     def __getattr__(self, name: str) -> Any:
         method: Callable[..., Awaitable[Any]] = getattr(self._inner, name)
@@ -77,8 +77,44 @@ class LostBlockEdit:
         return getattr(self._inner, name)
 
 
+@final
+class LostWorkingMemoryWrite:
+    """Commits a step without its working-memory writes: a key an agent's tool reported
+    stored is missing."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+
+    async def commit_step(self, commit: StepCommit) -> None:
+        lost = dataclasses.replace(commit, working_memory_set=(), working_memory_deleted=())
+        await self._inner.commit_step(lost)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@final
+class StaleBlockHistory:
+    """Caches a block's history on first read and never invalidates it: a read after a
+    change misses the change."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self._cache: dict[tuple[str, Page], list[BlockHistoryEntry]] = {}
+
+    async def list_block_history(self, block_id: str, page: Page) -> list[BlockHistoryEntry]:
+        if (block_id, page) not in self._cache:
+            self._cache[block_id, page] = await self._inner.list_block_history(block_id, page)
+        return self._cache[block_id, page]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 PLANTED_BUGS: Final[dict[str, Callable[[Store], Store]]] = {
     "lost_block_edit": lambda store: cast(Store, LostBlockEdit(store)),
     "ack_before_commit": lambda store: cast(Store, AckBeforeCommit(store)),
     "stale_block_cache": lambda store: cast(Store, StaleBlockCache(store)),
+    "lost_working_memory_write": lambda store: cast(Store, LostWorkingMemoryWrite(store)),
+    "stale_block_history": lambda store: cast(Store, StaleBlockHistory(store)),
 }

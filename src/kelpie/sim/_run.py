@@ -49,7 +49,7 @@ async def _simulate(
         data_dir=data_dir, entropy=root, plan=plan, clock=clock, store_wrapper=store_wrapper
     )
     clients = [
-        Client(i, server.request, root.fork(f"client/{i}"), clock, plan, trace)
+        Client(i, server.request, server.wait_up, root.fork(f"client/{i}"), clock, plan, trace)
         for i in range(clients_count)
     ]
     server.after_restart = lambda: audit(clients)

@@ -141,6 +141,10 @@ class SimServer:
         if self._faulty is not None:
             self._faulty._plan = plan
 
+    async def wait_up(self) -> None:
+        """Returns once the server takes requests (at once when it does)."""
+        await self._up.wait()
+
     async def request(self, method: str, url: str, **kwargs: Any) -> Outcome:
         if not _auditing.get():
             await self._up.wait()

@@ -42,6 +42,8 @@ WRITE_OPERATIONS: Final = frozenset(
         "update_conversation",
         "delete_conversation",
         "append_run_events",
+        "set_working_memory",
+        "delete_working_memory",
     }
 )
 READ_OPERATIONS: Final = frozenset(
@@ -82,6 +84,11 @@ READ_OPERATIONS: Final = frozenset(
         "list_run_events",
         "last_run_seq",
         "find_run_by_request_token",
+        "list_block_history",
+        "get_block_history_entry",
+        "get_working_memory",
+        "list_working_memory",
+        "working_memory_keys",
     }
 )
 UNFAULTED_OPERATIONS: Final = frozenset({"close"})

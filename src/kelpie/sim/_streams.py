@@ -12,8 +12,9 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 from kelpie.sim._checks import acknowledged, require
-from kelpie.sim._llm import TOKEN_MARK
-from kelpie.sim._model import AgentModel
+from kelpie.sim._llm import TOKEN_KEY_PREFIX, TOKEN_MARK, token_key_call_id
+from kelpie.sim._memory_checks import canonical
+from kelpie.sim._model import AgentModel, KeyState, Known
 
 if TYPE_CHECKING:
     from kelpie.sim._workload import Client
@@ -87,6 +88,9 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
     client.model.turns_sent += 1
     token = f"{client.name}b{client.model.turns_sent}"
     journal.tokens_maybe.add(token)
+    key = f"{TOKEN_KEY_PREFIX}{token}"
+    if agent.working_memory_tools:
+        agent.working_memory.setdefault(key, Known(None)).intend(KeyState(canonical(token)))
     otid = client.entropy.new_id("otid").removeprefix("otid-")
     body = {
         "messages": [{"role": "user", "content": f"record {TOKEN_MARK}{token}", "otid": otid}],
@@ -103,13 +107,17 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
         return
     events = parse_sse(outcome.body)
     stored = check_stored_stream("send_background", events, outcome.faults)
-    recorded = any(
-        e.data != DONE
-        and json.loads(e.data).get("message_type") == "tool_return_message"
-        and json.loads(e.data).get("status") == "success"
-        for e in events
-    )
+    returns = [json.loads(e.data) for e in events if e.data != DONE]
+    returns = [r for r in returns if r.get("message_type") == "tool_return_message"]
+    recorded = any(r.get("status") == "success" for r in returns)
     complete = stored == len(events)
+    if agent.working_memory_tools and complete:
+        # The turn's working_memory_set committed with its step, or failed and wrote nothing.
+        set_ok = any(
+            r.get("tool_call_id") == token_key_call_id(token) and r.get("status") == "success"
+            for r in returns
+        )
+        agent.working_memory[key].acknowledge(KeyState(canonical(token)) if set_ok else None)
     if recorded:
         journal.tokens_certain.add(token)
     if recorded or complete:

@@ -23,17 +23,26 @@ from kelpie.sim._checks import (
 )
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import CLOCK_JUMP_S_MAX, FaultPlan
-from kelpie.sim._llm import JOURNAL_LABEL, TOKEN_MARK
+from kelpie.sim._llm import JOURNAL_LABEL, TOKEN_KEY_PREFIX, TOKEN_MARK, token_key_call_id
+from kelpie.sim._memory_checks import canonical
 from kelpie.sim._model import (
     AgentModel,
     BlockModel,
     ClientModel,
+    KeyState,
     Known,
     ToolModel,
     checking_only,
 )
 from kelpie.sim._server import Outcome
 from kelpie.sim._streams import audit_streams, send_background
+from kelpie.sim._workload_memory import (
+    WORKING_MEMORY_TOOLS,
+    MemoryOperations,
+    audit_working_memory,
+    check_block_and_history,
+    check_key_read,
+)
 
 Request = Callable[..., Awaitable[Outcome]]
 
@@ -63,11 +72,12 @@ class Trace:
         return hashlib.sha256("\n".join(self.lines).encode()).hexdigest()
 
 
-class Client:
+class Client(MemoryOperations):
     def __init__(
         self,
         index: int,
         request: Request,
+        ready: Callable[[], Awaitable[None]],
         entropy: Entropy,
         clock: SimClock,
         plan: FaultPlan,
@@ -76,6 +86,7 @@ class Client:
         self.name = f"c{index}"
         self.model = ClientModel(tag=f"client-{index}")
         self._request = request
+        self._ready = ready
         self._entropy = entropy
         self._clock = clock
         self._plan = plan
@@ -100,6 +111,7 @@ class Client:
             (8, self.bad_input),
             (12, self.send_message),
             (6, self.send_background),
+            *self.memory_operations(),
         )
         self._weight_total = sum(weight for weight, _ in self._operations)
 
@@ -127,6 +139,10 @@ class Client:
         for _ in range(steps):
             if self._plan.clock_jump and self._entropy.random() < self._plan.clock_jump:
                 self._clock.jump((self._entropy.random() * 2 - 1) * CLOCK_JUMP_S_MAX)
+            # An operation records what it is about to write in the model before it sends;
+            # waiting out a restart first keeps the audit that follows a crash from reading
+            # (and settling) an object the client is about to write.
+            await self._ready()
             await self._choose()()
             await self._clock.sleep(self._entropy.random() * THINK_TIME_S_MAX)
 
@@ -147,6 +163,9 @@ class Client:
         tags = sorted({self.model.tag, self._pick(_TAGS)})
         name = f"{self.name}-{self._text(1)}"
         body = {"name": name, "model": MODEL_HANDLE, "tags": tags, "memory_blocks": blocks}
+        tools = self._entropy.random() < 0.5
+        if tools:
+            body["tools"] = list(WORKING_MEMORY_TOOLS)
         self.model.unknown_agents += 1
         outcome = await self.send("create_agent", "POST", "/v1/agents/", json=body)
         if not acknowledged(outcome, "create_agent", 200):
@@ -162,6 +181,7 @@ class Client:
                 value=Known(block["value"]),
                 ever_attached=True,
                 journal=block["label"] == JOURNAL_LABEL,
+                initial_value=block["value"],
             )
         agent = AgentModel(
             id=created["id"],
@@ -170,6 +190,7 @@ class Client:
             tags=Known(tuple(tags)),
             block_ids=Known(tuple(sorted(b["id"] for b in created["blocks"]))),
             journal_id=next(b["id"] for b in created["blocks"] if b["label"] == JOURNAL_LABEL),
+            working_memory_tools=tools,
         )
         self.model.agents[agent.id] = agent
         check_agent_body(agent, created, self.model.blocks)
@@ -246,11 +267,7 @@ class Client:
             if acknowledged(outcome, "update_core_block over limit", 422):
                 await check_block(self, block)
             return
-        block.value.intend(value)
-        outcome = await self.send("update_core_block", "PATCH", url, json={"value": value})
-        if acknowledged(outcome, "update_core_block", 200):
-            block.value.acknowledge(value)
-            check_block_body(block, outcome.body)
+        await self.write_block(block, "api", value, "update_core_block", url, json={"value": value})
 
     async def create_block(self) -> None:
         label = self._pick(_LABELS)
@@ -265,6 +282,7 @@ class Client:
                 limit=limit,
                 exists=Known(True),
                 value=Known(body["value"]),
+                initial_value=body["value"],
             )
             self.model.blocks[block.id] = block
             check_block_body(block, created)
@@ -275,12 +293,8 @@ class Client:
         if block is None:
             return
         value = self._text(3)[: block.limit]
-        block.value.intend(value)
         url = f"/v1/blocks/{block.id}"
-        outcome = await self.send("update_block", "PATCH", url, json={"value": value})
-        if acknowledged(outcome, "update_block", 200):
-            block.value.acknowledge(value)
-            check_block_body(block, outcome.body)
+        await self.write_block(block, "api", value, "update_block", url, json={"value": value})
 
     async def get_block(self) -> None:
         block: BlockModel | None = self._pick(list(self.model.blocks.values()))
@@ -393,6 +407,10 @@ class Client:
         self.model.turns_sent += 1
         token = f"{self.name}t{self.model.turns_sent}"
         journal.tokens_maybe.add(token)
+        key = f"{TOKEN_KEY_PREFIX}{token}"
+        token_state = KeyState(canonical(token))
+        if agent.working_memory_tools:
+            agent.working_memory.setdefault(key, Known(None)).intend(token_state)
         body = {"messages": [{"role": "user", "content": f"please record {TOKEN_MARK}{token}"}]}
         url = f"/v1/agents/{agent.id}/messages"
         outcome = await self.send("send_message", "POST", url, json=body)
@@ -403,6 +421,17 @@ class Client:
         if not check_exists(agent, outcome.status or 0, "send_message"):
             return
         check_turn(journal, agent, token, outcome)
+        if agent.working_memory_tools:
+            # The turn's working_memory_set committed with its step, or failed (a faulty
+            # store read inside the tool) and wrote nothing.
+            stored = any(
+                m["message_type"] == "tool_return_message"
+                and m["tool_call_id"] == token_key_call_id(token)
+                and m["status"] == "success"
+                for m in outcome.body["messages"]
+            )
+            agent.working_memory[key].acknowledge(token_state if stored else None)
+            await check_key_read(self, agent, key)
 
     async def send_background(self) -> None:
         agents = [a for a in self._existing(self.model.agents) if a.journal_id is not None]
@@ -516,25 +545,31 @@ def check_turn(journal: BlockModel, agent: AgentModel, token: str, outcome: Outc
     agent.acked_messages.extend(dict.fromkeys(m["id"] for m in messages))
 
 
-async def check_turn_records(client: Client, agent: AgentModel) -> None:
-    """No run is left running while no turn is in flight; acknowledged replies survive."""
+async def check_turn_records(client: Client, agent: AgentModel) -> dict[str, str] | None:
+    """No run is left running while no turn is in flight; acknowledged replies survive.
+    Returns the status of every committed tool return by tool call id (None: unread)."""
     params: dict[str, Any] = {"agent_id": agent.id, "statuses": ["running", "created"]}
     outcome = await client.send("audit_runs", "GET", "/v1/runs/", params=params)
     if acknowledged(outcome, "audit runs", 200):
         require(outcome.body == [], f"agent {agent.id}: runs left running: {outcome.body}")
     seen: set[str] = set()
+    returns: dict[str, str] = {}
     params = {"limit": 1000, "order": "asc"}
     for _ in range(LIST_PAGES_MAX):
         url = f"/v1/agents/{agent.id}/messages"
         outcome = await client.send("audit_messages", "GET", url, params=params)
         if not acknowledged(outcome, "audit messages", 200):
-            return
+            return None
         if not outcome.body:
             break
         seen.update(item["id"] for item in outcome.body)
+        for item in outcome.body:
+            if item["message_type"] == "tool_return_message":
+                returns[item["tool_call_id"]] = item["status"]
         params = {**params, "after": outcome.body[-1]["id"]}
     lost = [i for i in agent.acked_messages if i not in seen]
     require(not lost, f"agent {agent.id}: acknowledged messages lost: {lost[:3]}")
+    return returns
 
 
 async def audit(clients: Sequence[Client]) -> None:
@@ -548,9 +583,10 @@ async def _audit_client(client: Client) -> None:
     for agent in list(client.model.agents.values()):
         await check_agent(client, agent)
         if agent.exists.certain and agent.exists.value:
-            await check_turn_records(client, agent)
+            returns = await check_turn_records(client, agent)
+            await audit_working_memory(client, agent, returns)
     for block in list(client.model.blocks.values()):
-        await check_block(client, block)
+        await check_block_and_history(client, block)
     for tool in list(client.model.tools.values()):
         await check_tool(client, tool)
     await audit_streams(client)

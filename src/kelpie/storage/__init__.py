@@ -4,8 +4,15 @@ Driver exceptions never leave this package: they become `StorageUnavailable` or
 `StorageConflict`.
 """
 
-from kelpie.storage._commits import AgentsImport, NewAgent, StepCommit, ThreadUpdate
-from kelpie.storage._errors import StorageConflict, StorageUnavailable
+from kelpie.storage._commits import (
+    AgentsImport,
+    BlockChange,
+    ChangedBlock,
+    NewAgent,
+    StepCommit,
+    ThreadUpdate,
+)
+from kelpie.storage._errors import StorageConflict, StorageUnavailable, WorkingMemoryFull
 from kelpie.storage._queries import (
     PAGE_LIMIT_MAX,
     AgentQuery,
@@ -23,7 +30,9 @@ __all__ = [
     "PAGE_LIMIT_MAX",
     "AgentQuery",
     "AgentsImport",
+    "BlockChange",
     "BlockQuery",
+    "ChangedBlock",
     "ConversationQuery",
     "MessageQuery",
     "NewAgent",
@@ -36,4 +45,5 @@ __all__ = [
     "Store",
     "ThreadUpdate",
     "ToolQuery",
+    "WorkingMemoryFull",
 ]

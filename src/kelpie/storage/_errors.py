@@ -9,3 +9,7 @@ class StorageUnavailable(Unavailable):
 
 class StorageConflict(Conflict):
     """A write broke a uniqueness rule."""
+
+
+class WorkingMemoryFull(Conflict):
+    """A new working-memory key would pass the agent's key limit."""

@@ -52,3 +52,22 @@ def page_clause(
     direction = "ASC" if ascending else "DESC"
     order = f"{alias}.{column} {direction}, {alias}.id {direction}"
     return PageClause(where=where, params=params, order=order, reverse=reverse)
+
+
+def key_page_clause(
+    column: str, page: Page, *, after: object | None, before: object | None
+) -> PageClause:
+    """Cursor paging on one unique column (a working-memory key, a history seq): the
+    cursor is that column's value, so it need not name a stored row."""
+    after_op, before_op = (">", "<") if page.ascending else ("<", ">")
+    where: list[str] = []
+    params: list[object] = []
+    if after is not None:
+        where.append(f"{column} {after_op} ?")
+        params.append(after)
+    if before is not None:
+        where.append(f"{column} {before_op} ?")
+        params.append(before)
+    reverse = before is not None and after is None
+    direction = "ASC" if page.ascending != reverse else "DESC"
+    return PageClause(where=where, params=params, order=f"{column} {direction}", reverse=reverse)

@@ -10,7 +10,8 @@ PAGE_LIMIT_MAX: Final = 1000
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Page:
     """A cursor page over (created_at, id). `after`/`before` are ids of the same kind of
-    object; `after` continues in the page's order, `before` goes back against it."""
+    object (for lists keyed otherwise, the key: a working-memory key, a history seq);
+    `after` continues in the page's order, `before` goes back against it."""
 
     limit: int
     ascending: bool = False

@@ -25,11 +25,13 @@ from kelpie.schemas import (
 )
 from kelpie.storage import _migrations
 from kelpie.storage._checkpointer import WalCheckpointer
-from kelpie.storage._commits import AgentsImport, NewAgent
+from kelpie.storage._commits import AgentsImport, BlockChange, NewAgent
 from kelpie.storage._errors import StorageConflict, StorageUnavailable
 from kelpie.storage._pagination import Cursor, page_clause
 from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
 from kelpie.storage._sql import like_pattern, placeholders
+from kelpie.storage._sqlite_history import HistoryRows
+from kelpie.storage._sqlite_memory import WorkingMemoryRows
 from kelpie.storage._sqlite_runs import RunRows
 from kelpie.storage._sqlite_threads import ThreadRows
 
@@ -52,7 +54,7 @@ def _agent_state(data: str) -> AgentState:
 
 
 @final
-class SqliteStore(RunRows, ThreadRows):
+class SqliteStore(RunRows, ThreadRows, HistoryRows, WorkingMemoryRows):
     def __init__(
         self, connection: sqlite3.Connection, checkpointer: WalCheckpointer | None = None
     ) -> None:
@@ -474,9 +476,9 @@ class SqliteStore(RunRows, ThreadRows):
         )
         return [Block.model_validate_json(row[0]) for row in rows]
 
-    async def update_block(self, block: Block) -> None:
+    async def update_block(self, block: Block, *, change: BlockChange) -> None:
         with self._tx() as db:
-            self._write_block_row(db, block, insert=False)
+            self._change_block(db, block, change)
 
     async def delete_block(self, block_id: str) -> bool:
         with self._tx() as db:

@@ -4,20 +4,20 @@ split out so each module keeps one concern."""
 import collections
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 from kelpie.schemas import Message, Passage, Run, RunEvent, Step, us_from_datetime
-from kelpie.storage._commits import StepCommit, ThreadUpdate
+from kelpie.storage._commits import BlockChange, StepCommit
 from kelpie.storage._queries import MessageQuery, Page, RunQuery
 from kelpie.storage._sql import SQL_VARIABLES_MAX, like_pattern, placeholders
+from kelpie.storage._sqlite_rows import SqliteRows
 
 _ACTIVE_STATUSES: Final = ("created", "running")
 # Parsed messages kept in memory (a few hundred bytes to a few KB each).
 MESSAGE_CACHE_MAX: Final = 50_000
 
 
-class RunRows:
+class RunRows(SqliteRows):
     """Needs the host store's transaction, read and paging helpers.
 
     Keeps a bounded cache of parsed messages: a turn reads the agent's whole in-context
@@ -28,26 +28,6 @@ class RunRows:
     """
 
     _message_cache: "collections.OrderedDict[str, Message]"
-
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
-
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        raise NotImplementedError
-
-    def _paged(
-        self,
-        table: str,
-        alias: str,
-        page: Page,
-        where: list[str],
-        params: list[object],
-        column: str = "created_at",
-    ) -> tuple[str, list[object], bool]:
-        raise NotImplementedError
-
-    def _write_block_row(self, db: sqlite3.Connection, block: Any, *, insert: bool) -> None:
-        raise NotImplementedError
 
     # Messages --------------------------------------------------------------------------
 
@@ -264,14 +244,6 @@ class RunRows:
             ),
         )
 
-    if TYPE_CHECKING:  # ThreadRows, the sibling mixin, has these.
-
-        def _insert_run_events(
-            self, db: sqlite3.Connection, events: Sequence[RunEvent]
-        ) -> None: ...
-
-        def _write_thread(self, db: sqlite3.Connection, thread: ThreadUpdate) -> None: ...
-
     async def save_run(self, run: Run, events: Sequence[RunEvent] = ()) -> None:
         """The run's state, and the stream events that go with it (a run that ends outside
         a step, e.g. failed at start-up, also ends its stored stream)."""
@@ -346,8 +318,14 @@ class RunRows:
                     ),
                 )
             self._insert_messages(db, commit.messages)
-            for block in commit.blocks_changed:
-                self._write_block_row(db, block, insert=False)
+            for changed in commit.blocks_changed:
+                change = BlockChange(
+                    source="tool",
+                    agent_id=commit.thread.agent_id,
+                    tool_call_id=changed.tool_call_id,
+                    step_id=None if commit.step is None else commit.step.id,
+                )
+                self._change_block(db, changed.block, change)
             for block in commit.blocks_created:
                 self._write_block_row(db, block, insert=True)
                 db.execute(
@@ -362,6 +340,7 @@ class RunRows:
                 )
             for passage in commit.passages:
                 self._insert_passage(db, passage)
+            self._write_step_working_memory(db, commit)
             for block_id in commit.blocks_detached:
                 db.execute(
                     "DELETE FROM agent_blocks WHERE agent_id = ? AND block_id = ?",

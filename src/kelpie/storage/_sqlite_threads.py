@@ -5,8 +5,7 @@ background runs. A mixin of SqliteStore, split out so each module keeps one conc
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from kelpie.schemas import (
     Conversation,
@@ -19,6 +18,7 @@ from kelpie.schemas import (
 from kelpie.storage._commits import ThreadUpdate
 from kelpie.storage._queries import ConversationQuery, Page
 from kelpie.storage._sql import like_pattern
+from kelpie.storage._sqlite_rows import SqliteRows
 
 # Conversation fields a PATCH may change; the in-context list is only moved by turns.
 CONVERSATION_EDITABLE_FIELDS: Final = frozenset(
@@ -35,30 +35,7 @@ CONVERSATION_EDITABLE_FIELDS: Final = frozenset(
 )
 
 
-class ThreadRows:
-    """Needs the host store's transaction, read and paging helpers."""
-
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
-
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        raise NotImplementedError
-
-    if TYPE_CHECKING:  # RunRows, the sibling mixin, has it.
-
-        def _insert_messages(self, db: sqlite3.Connection, messages: Sequence[Message]) -> None: ...
-
-    def _paged(
-        self,
-        table: str,
-        alias: str,
-        page: Page,
-        where: list[str],
-        params: list[object],
-        column: str = "created_at",
-    ) -> tuple[str, list[object], bool]:
-        raise NotImplementedError
-
+class ThreadRows(SqliteRows):
     # Conversations ---------------------------------------------------------------------
 
     @staticmethod

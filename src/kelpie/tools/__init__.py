@@ -8,7 +8,10 @@ This layer owns three things so far:
   agent type gets at create (`default_tool_names`) and the tool rules that come with them
   (`base_tool_rules`);
 - Letta's core-memory tools as pure functions over an agent's blocks (`run_memory_tool`),
-  returning the net `MemoryEdit` for the agent loop to commit.
+  returning the net `MemoryEdit` for the agent loop to commit;
+- Kelpie's working-memory tools (`WORKING_MEMORY_TOOLS`, attached by name only) and the
+  checking of their calls (`parse_working_memory_call`); `BUILTIN_TOOLS` is both sets, as
+  every server stores them.
 
 The executors for the other tools arrive later and will live here too.
 """
@@ -17,26 +20,38 @@ from kelpie.tools._base_tools import (
     BASE_TOOL_NAMES,
     BASE_TOOLS,
     BASE_TOOLS_BY_NAME,
-    BuiltinTool,
+    BUILTIN_TOOLS,
     base_tool_rules,
     default_tool_names,
 )
+from kelpie.tools._builtin import BuiltinTool
 from kelpie.tools._memory import MEMORY_TOOL_NAMES, run_memory_tool
 from kelpie.tools._memory_edit import MemoryBlock, MemoryEdit
 from kelpie.tools._schema import INJECTED_PARAMS, DerivedTool, derive_tool_schema
+from kelpie.tools._working_memory import (
+    WORKING_MEMORY_TOOL_NAMES,
+    WORKING_MEMORY_TOOLS,
+    WorkingMemoryCall,
+    parse_working_memory_call,
+)
 
 __all__ = [
     "BASE_TOOLS",
     "BASE_TOOLS_BY_NAME",
     "BASE_TOOL_NAMES",
+    "BUILTIN_TOOLS",
     "INJECTED_PARAMS",
     "MEMORY_TOOL_NAMES",
+    "WORKING_MEMORY_TOOLS",
+    "WORKING_MEMORY_TOOL_NAMES",
     "BuiltinTool",
     "DerivedTool",
     "MemoryBlock",
     "MemoryEdit",
+    "WorkingMemoryCall",
     "base_tool_rules",
     "default_tool_names",
     "derive_tool_schema",
+    "parse_working_memory_call",
     "run_memory_tool",
 ]

@@ -12,79 +12,42 @@ The schemas are shared module data: treat them as read-only and deep-copy before
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, get_args
+from typing import Final, get_args
 
 from kelpie.schemas import ToolRule, ToolType
 from kelpie.schemas._tools import ContinueToolRule, TerminalToolRule
-
-JsonSchema = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class BuiltinTool:
-    name: str
-    tool_type: ToolType
-    description: str
-    json_schema: JsonSchema
-
-
-# --- schema builders --------------------------------------------------------------------
-
-
-def _string(description: str) -> JsonSchema:
-    return {"type": "string", "description": description}
-
-
-def _integer(description: str) -> JsonSchema:
-    return {"type": "integer", "description": description}
-
-
-def _boolean(description: str) -> JsonSchema:
-    return {"type": "boolean", "description": description}
-
-
-def _strings(description: str) -> JsonSchema:
-    return {"type": "array", "items": {"type": "string"}, "description": description}
-
-
-def _choice(values: Sequence[str], description: str) -> JsonSchema:
-    return {"type": "string", "enum": list(values), "description": description}
-
-
-def _tool(
-    name: str,
-    tool_type: ToolType,
-    description: str,
-    properties: dict[str, JsonSchema],
-    required: Sequence[str] = (),
-) -> BuiltinTool:
-    parameters = {"type": "object", "properties": properties, "required": list(required)}
-    schema = {"name": name, "description": description, "parameters": parameters}
-    return BuiltinTool(name, tool_type, description, schema)
-
+from kelpie.tools._builtin import (
+    BuiltinTool,
+    boolean_param,
+    builtin_tool,
+    choice_param,
+    integer_param,
+    strings_param,
+    text_param,
+)
+from kelpie.tools._working_memory import WORKING_MEMORY_TOOLS
 
 # --- the tools --------------------------------------------------------------------------
 
 _LABEL = "Label of the memory block to edit."
 _NO_LINE_NUMBERS = "Do not include the line-number prefixes shown in the memory view."
 
-SEND_MESSAGE = _tool(
+SEND_MESSAGE = builtin_tool(
     "send_message",
     "letta_core",
     "Send a message to the user.",
-    {"message": _string("The message text. Any unicode, emojis included, is allowed.")},
+    {"message": text_param("The message text. Any unicode, emojis included, is allowed.")},
     ["message"],
 )
 
-CONVERSATION_SEARCH = _tool(
+CONVERSATION_SEARCH = builtin_tool(
     "conversation_search",
     "letta_core",
     "Search earlier messages of this conversation by text and meaning, optionally filtered "
     "by role and date range.",
     {
-        "query": _string(
+        "query": text_param(
             "What to look for. Leave it out to list messages by the other filters alone."
         ),
         "roles": {
@@ -92,83 +55,83 @@ CONVERSATION_SEARCH = _tool(
             "items": {"type": "string", "enum": ["assistant", "user", "tool"]},
             "description": "Only return messages from these roles.",
         },
-        "limit": _integer("Maximum number of messages to return. Defaults to 5."),
-        "start_date": _string(
+        "limit": integer_param("Maximum number of messages to return. Defaults to 5."),
+        "start_date": text_param(
             "Only messages created at or after this time, inclusive. ISO 8601: 'YYYY-MM-DD' "
             "(from the start of that day) or 'YYYY-MM-DDTHH:MM'."
         ),
-        "end_date": _string(
+        "end_date": text_param(
             "Only messages created at or before this time, inclusive. ISO 8601: 'YYYY-MM-DD' "
             "(through the end of that day) or 'YYYY-MM-DDTHH:MM'."
         ),
     },
 )
 
-ARCHIVAL_MEMORY_INSERT = _tool(
+ARCHIVAL_MEMORY_INSERT = builtin_tool(
     "archival_memory_insert",
     "letta_core",
     "Store a self-contained fact or summary in long-term archival memory, where it can be "
     "found later by semantic search.",
     {
-        "content": _string("The text to store. Make it understandable on its own."),
-        "tags": _strings("Category tags that make the memory easier to find later."),
+        "content": text_param("The text to store. Make it understandable on its own."),
+        "tags": strings_param("Category tags that make the memory easier to find later."),
     },
     ["content"],
 )
 
-ARCHIVAL_MEMORY_SEARCH = _tool(
+ARCHIVAL_MEMORY_SEARCH = builtin_tool(
     "archival_memory_search",
     "letta_core",
     "Search long-term archival memory by meaning; results are ranked by relevance.",
     {
-        "query": _string("What to look for, described in natural language."),
-        "tags": _strings("Only return memories carrying these tags."),
-        "tag_match_mode": _choice(
+        "query": text_param("What to look for, described in natural language."),
+        "tags": strings_param("Only return memories carrying these tags."),
+        "tag_match_mode": choice_param(
             ["any", "all"],
             "'any' matches memories with at least one of the tags, 'all' only memories with "
             "every tag. Defaults to 'any'.",
         ),
-        "top_k": _integer("Maximum number of results to return. Defaults to 10."),
-        "start_datetime": _string(
+        "top_k": integer_param("Maximum number of results to return. Defaults to 10."),
+        "start_datetime": text_param(
             "Only memories created after this time (ISO 8601, e.g. '2024-01-15' or "
             "'2024-01-15T14:30')."
         ),
-        "end_datetime": _string("Only memories created before this time (ISO 8601)."),
+        "end_datetime": text_param("Only memories created before this time (ISO 8601)."),
     },
     ["query"],
 )
 
-CORE_MEMORY_APPEND = _tool(
+CORE_MEMORY_APPEND = builtin_tool(
     "core_memory_append",
     "letta_memory_core",
     "Append text to the end of a core memory block, on a new line.",
     {
-        "label": _string(_LABEL),
-        "content": _string("The text to append. Any unicode, emojis included, is allowed."),
+        "label": text_param(_LABEL),
+        "content": text_param("The text to append. Any unicode, emojis included, is allowed."),
     },
     ["label", "content"],
 )
 
-CORE_MEMORY_REPLACE = _tool(
+CORE_MEMORY_REPLACE = builtin_tool(
     "core_memory_replace",
     "letta_memory_core",
     "Replace text in a core memory block. Use an empty new_content to delete text.",
     {
-        "label": _string(_LABEL),
-        "old_content": _string("The exact text to replace."),
-        "new_content": _string("The replacement text."),
+        "label": text_param(_LABEL),
+        "old_content": text_param("The exact text to replace."),
+        "new_content": text_param("The replacement text."),
     },
     ["label", "old_content", "new_content"],
 )
 
-MEMORY_INSERT = _tool(
+MEMORY_INSERT = builtin_tool(
     "memory_insert",
     "letta_sleeptime_core",
     "Insert text at a given line of a memory block.",
     {
-        "label": _string(_LABEL),
-        "new_string": _string(f"The text to insert. {_NO_LINE_NUMBERS}"),
-        "insert_line": _integer(
+        "label": text_param(_LABEL),
+        "new_string": text_param(f"The text to insert. {_NO_LINE_NUMBERS}"),
+        "insert_line": integer_param(
             "Line number after which to insert: 0 inserts at the top, -1 at the end. "
             "Defaults to -1."
         ),
@@ -176,42 +139,42 @@ MEMORY_INSERT = _tool(
     ["label", "new_string"],
 )
 
-MEMORY_REPLACE = _tool(
+MEMORY_REPLACE = builtin_tool(
     "memory_replace",
     "letta_sleeptime_core",
     "Replace one exact occurrence of a string in a memory block, for small precise edits. "
     "Do not use it to rewrite a whole block.",
     {
-        "label": _string(_LABEL),
-        "old_string": _string(
+        "label": text_param(_LABEL),
+        "old_string": text_param(
             "The text to replace. It must appear exactly once in the block, whitespace "
             f"included. {_NO_LINE_NUMBERS}"
         ),
-        "new_string": _string(f"The replacement text. {_NO_LINE_NUMBERS}"),
+        "new_string": text_param(f"The replacement text. {_NO_LINE_NUMBERS}"),
     },
     ["label", "old_string", "new_string"],
 )
 
-MEMORY_RETHINK = _tool(
+MEMORY_RETHINK = builtin_tool(
     "memory_rethink",
     "letta_sleeptime_core",
     "Rewrite a memory block completely, creating it if it does not exist. Use it to "
     "reorganize or condense a block, not for small edits.",
     {
-        "label": _string("Label of the memory block to rewrite."),
-        "new_memory": _string("The block's complete new contents."),
+        "label": text_param("Label of the memory block to rewrite."),
+        "new_memory": text_param("The block's complete new contents."),
     },
     ["label", "new_memory"],
 )
 
-MEMORY_FINISH_EDITS = _tool(
+MEMORY_FINISH_EDITS = builtin_tool(
     "memory_finish_edits",
     "letta_sleeptime_core",
     "Call this once all memory edits are done; it ends the editing turn.",
     {},
 )
 
-MEMORY_APPLY_PATCH = _tool(
+MEMORY_APPLY_PATCH = builtin_tool(
     "memory_apply_patch",
     "letta_memory_core",
     "Apply a unified-diff style patch to memory. A patch without '***' headers edits the "
@@ -219,34 +182,34 @@ MEMORY_APPLY_PATCH = _tool(
     "<label>', '*** Update Block: <label>' and '*** Move to: <label>' headers edits several "
     "blocks at once.",
     {
-        "label": _string(
+        "label": text_param(
             "Label of the block to patch in single-block mode; an empty string when the "
             "patch uses '***' headers."
         ),
-        "patch": _string(f"The patch: lines start with ' ', '-' or '+'. {_NO_LINE_NUMBERS}"),
+        "patch": text_param(f"The patch: lines start with ' ', '-' or '+'. {_NO_LINE_NUMBERS}"),
     },
     ["label", "patch"],
 )
 
-MEMORY = _tool(
+MEMORY = builtin_tool(
     "memory",
     "letta_memory_core",
     "Manage memory blocks addressed by paths such as '/memories/<label>': create a block, "
     "replace text in it, insert lines into it, delete it, or rename it and change its "
     "description.",
     {
-        "command": _choice(
+        "command": choice_param(
             ["create", "str_replace", "insert", "delete", "rename"], "The operation to run."
         ),
-        "path": _string("Path of the block (create, str_replace, insert, delete, rename)."),
-        "file_text": _string("Initial contents of the new block (create)."),
-        "description": _string("Description of the block (create, rename)."),
-        "old_string": _string("The exact text to replace (str_replace)."),
-        "new_string": _string("The replacement text (str_replace)."),
-        "insert_line": _integer("Line number at which to insert (insert)."),
-        "insert_text": _string("The text to insert (insert)."),
-        "old_path": _string("Current path of the block to rename (rename)."),
-        "new_path": _string("New path for the block (rename)."),
+        "path": text_param("Path of the block (create, str_replace, insert, delete, rename)."),
+        "file_text": text_param("Initial contents of the new block (create)."),
+        "description": text_param("Description of the block (create, rename)."),
+        "old_string": text_param("The exact text to replace (str_replace)."),
+        "new_string": text_param("The replacement text (str_replace)."),
+        "insert_line": integer_param("Line number at which to insert (insert)."),
+        "insert_text": text_param("The text to insert (insert)."),
+        "old_path": text_param("Current path of the block to rename (rename)."),
+        "new_path": text_param("New path for the block (rename)."),
     },
     ["command"],
 )
@@ -263,52 +226,52 @@ WEB_SEARCH_CATEGORIES: Final = (
     "financial report",
 )
 
-WEB_SEARCH = _tool(
+WEB_SEARCH = builtin_tool(
     "web_search",
     "letta_builtin",
     "Search the web and return the most relevant pages with their summaries.",
     {
-        "query": _string("The search query."),
-        "num_results": _integer("Number of results to return, 1 to 100. Defaults to 10."),
-        "category": _choice(WEB_SEARCH_CATEGORIES, "Restrict results to one kind of content."),
-        "include_text": _boolean(
+        "query": text_param("The search query."),
+        "num_results": integer_param("Number of results to return, 1 to 100. Defaults to 10."),
+        "category": choice_param(WEB_SEARCH_CATEGORIES, "Restrict results to one kind of content."),
+        "include_text": boolean_param(
             "Return each page's full text instead of only its summary and highlights. "
             "Defaults to false."
         ),
-        "include_domains": _strings("Only return results from these domains."),
-        "exclude_domains": _strings("Never return results from these domains."),
-        "start_published_date": _string("Only pages published after this date (ISO 8601)."),
-        "end_published_date": _string("Only pages published before this date (ISO 8601)."),
-        "user_location": _string("Two-letter country code to localize results, e.g. 'US'."),
+        "include_domains": strings_param("Only return results from these domains."),
+        "exclude_domains": strings_param("Never return results from these domains."),
+        "start_published_date": text_param("Only pages published after this date (ISO 8601)."),
+        "end_published_date": text_param("Only pages published before this date (ISO 8601)."),
+        "user_location": text_param("Two-letter country code to localize results, e.g. 'US'."),
     },
     ["query"],
 )
 
-FETCH_WEBPAGE = _tool(
+FETCH_WEBPAGE = builtin_tool(
     "fetch_webpage",
     "letta_builtin",
     "Fetch a web page and return its content as markdown text.",
-    {"url": _string("URL of the page to fetch.")},
+    {"url": text_param("URL of the page to fetch.")},
     ["url"],
 )
 
-RUN_CODE = _tool(
+RUN_CODE = builtin_tool(
     "run_code",
     "letta_builtin",
     "Run code in a sandbox and return its output, errors and tracebacks.",
     {
-        "code": _string("The code to run."),
-        "language": _choice(["python", "js", "ts", "r", "java"], "Language of the code."),
+        "code": text_param("The code to run."),
+        "language": choice_param(["python", "js", "ts", "r", "java"], "Language of the code."),
     },
     ["code", "language"],
 )
 
-RUN_CODE_WITH_TOOLS = _tool(
+RUN_CODE_WITH_TOOLS = builtin_tool(
     "run_code_with_tools",
     "letta_builtin",
     "Run Python code in a sandbox where the agent's tools can be called as functions; "
     "return its output, errors and tracebacks.",
-    {"code": _string("The Python code to run.")},
+    {"code": text_param("The Python code to run.")},
     ["code"],
 )
 
@@ -334,6 +297,9 @@ BASE_TOOL_NAMES: Final = frozenset(tool.name for tool in BASE_TOOLS)
 BASE_TOOLS_BY_NAME: Final[Mapping[str, BuiltinTool]] = MappingProxyType(
     {tool.name: tool for tool in BASE_TOOLS}
 )
+# What every server stores at start-up: Letta's base tools and Kelpie's own, which Letta
+# clients do not know and so get only by name.
+BUILTIN_TOOLS: Final[tuple[BuiltinTool, ...]] = (*BASE_TOOLS, *WORKING_MEMORY_TOOLS)
 
 
 # --- defaults per agent type ------------------------------------------------------------
@@ -365,11 +331,11 @@ _DEFAULT_TOOLS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
 )
 
 # Letta gives exit_loop to these and continue_loop to its other core and memory tools; the
-# letta_builtin tools get no rule.
+# letta_builtin tools get no rule. Kelpie's working-memory tools are memory tools: continue.
 _EXIT_LOOP_TOOLS: Final = frozenset({"send_message", "memory_finish_edits"})
 _CONTINUE_LOOP_TOOLS: Final = frozenset(
     tool.name
-    for tool in BASE_TOOLS
+    for tool in BUILTIN_TOOLS
     if tool.tool_type != "letta_builtin" and tool.name not in _EXIT_LOOP_TOOLS
 )
 
@@ -380,7 +346,8 @@ def default_tool_names(agent_type: str) -> tuple[str, ...]:
 
 
 def base_tool_rules(tool_names: Sequence[str]) -> list[ToolRule]:
-    """The rules Letta adds for base tools, in the order given; other names get no rule."""
+    """The rules Letta adds for built-in tools, in the order given; other names get no
+    rule."""
     rules: list[ToolRule] = []
     for name in dict.fromkeys(tool_names):
         if name in _EXIT_LOOP_TOOLS:
@@ -406,10 +373,10 @@ def _check_tool(tool: BuiltinTool) -> None:
 
 
 def _check_tables() -> None:
-    for tool in BASE_TOOLS:
+    for tool in BUILTIN_TOOLS:
         _check_tool(tool)
-    if len(BASE_TOOL_NAMES) != len(BASE_TOOLS):
-        raise AssertionError("base tool names are not unique")
+    if len({tool.name for tool in BUILTIN_TOOLS}) != len(BUILTIN_TOOLS):
+        raise AssertionError("built-in tool names are not unique")
     for agent_type, names in _DEFAULT_TOOLS.items():
         if not set(names) <= BASE_TOOL_NAMES:
             raise AssertionError(f"default tools of {agent_type} name an unknown tool")

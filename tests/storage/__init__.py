@@ -1,0 +1,1 @@
+"""Storage tests: SqliteStore and its migrations, on real database files."""
