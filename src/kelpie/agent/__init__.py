@@ -7,11 +7,10 @@ the tool rules and the memory metadata; the small helpers beside it render the p
 the loop also needs (Letta's time format, one tool rule's text, the request-scoped
 skills section).
 
-It may import kelpie.tools, kelpie.llm, kelpie.storage, kelpie.env, kelpie.schemas and
-kelpie.errors, nothing above.
+It may import kelpie.tools, kelpie.llm, kelpie.memory, kelpie.storage, kelpie.env,
+kelpie.schemas and kelpie.errors, nothing above.
 """
 
-from kelpie.agent._executor import archive_id_of
 from kelpie.agent._loop import HEARTBEAT_AGENT_TYPES, AgentLoop, usage_statistics
 from kelpie.agent._prompt import (
     CORE_MEMORY_PLACEHOLDER,
@@ -39,7 +38,6 @@ __all__ = [
     "Turn",
     "TurnResult",
     "append_available_skills",
-    "archive_id_of",
     "available_skills_section",
     "compile_system_prompt",
     "expand",

@@ -1,18 +1,39 @@
 """Builds the ASGI application around an Env. The same app serves real sockets (uvicorn)
 and the simulator (an in-process ASGI transport)."""
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 
 from kelpie import __version__
-from kelpie.api import agents, blocks, health, messages, models, runs, tools
+from kelpie.api import agents, archives, blocks, health, messages, models, runs, tools
 from kelpie.api._deps import Services
 from kelpie.api._errors import install_error_handlers
 from kelpie.api._middleware import GuardMiddleware
 from kelpie.env import Env
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Background work that lives as long as the app: the embedding worker. (The simulator
+    enters this context itself; an ASGI transport does not.)"""
+    services: Services = app.state.services
+    worker = asyncio.ensure_future(services.memory.run_worker())
+    try:
+        yield
+    finally:
+        worker.cancel()
+        await asyncio.wait([worker])
+        if not worker.cancelled():
+            # It can only have stopped by dying with the process (the simulator's crash).
+            worker.exception()
+
+
 def create_app(env: Env) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan,
         title="Kelpie",
         version=__version__,
         description="A self-hosted runtime for stateful agents that speaks the Letta REST API.",
@@ -21,9 +42,12 @@ def create_app(env: Env) -> FastAPI:
     app.state.env = env
     app.state.services = Services.build(env)
     install_error_handlers(app)
-    for module in (health, models, agents, messages, blocks, tools, runs):
+    for module in (health, models, agents, messages, blocks, tools, runs, archives):
         app.include_router(module.router)
     app.include_router(agents.tags_router)
+    app.include_router(archives.archives_router)
+    app.include_router(archives.passages_router)
+    app.include_router(messages.search_router)
     app.include_router(runs.steps_router)
     app.add_middleware(GuardMiddleware, password=env.config.server_password)
     return app

@@ -8,8 +8,16 @@ from typing import Annotated, final
 from fastapi import Depends, Request
 
 from kelpie.env import Env
+from kelpie.memory import MemorySearch
 from kelpie.runtime import AgentRuntime
-from kelpie.service import AgentService, BlockService, MessageService, ToolService
+from kelpie.service import (
+    AgentService,
+    ArchiveService,
+    BlockService,
+    MessageService,
+    RecallService,
+    ToolService,
+)
 
 
 @final
@@ -19,10 +27,15 @@ class Services:
     blocks: BlockService
     tools: ToolService
     messages: MessageService
+    archives: ArchiveService
+    recall: RecallService
+    # One per app: its vector cache and embedding worker serve every request.
+    memory: MemorySearch
 
     @classmethod
     def build(cls, env: Env) -> "Services":
         agents = AgentService(env)
+        memory = MemorySearch(env.store, env.embedder, env.clock)
         runtime = AgentRuntime(
             env.clock,
             active_max=env.config.active_agents_max,
@@ -32,7 +45,10 @@ class Services:
             agents=agents,
             blocks=BlockService(env),
             tools=ToolService(env),
-            messages=MessageService(env, agents, runtime),
+            messages=MessageService(env, agents, runtime, memory),
+            archives=ArchiveService(env, memory),
+            recall=RecallService(env, memory),
+            memory=memory,
         )
 
 

@@ -6,10 +6,11 @@ import json
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
-from kelpie.agent import AgentLoop, Emit, Turn, TurnResult, archive_id_of, expand_all
+from kelpie.agent import AgentLoop, Emit, Turn, TurnResult, expand_all
 from kelpie.env import Env
 from kelpie.errors import Conflict, InvalidInput, NotFound, Unavailable, ValidationFailed
 from kelpie.llm import LlmClient, LlmProviderFailed, ToolSpec
+from kelpie.memory import MemorySearch, archive_id_of
 from kelpie.runtime import AgentRuntime
 from kelpie.schemas import (
     RUN_PREFIX,
@@ -129,12 +130,14 @@ class StartedTurn:
 
 
 class MessageService:
-    def __init__(self, env: Env, agents: AgentService, runtime: AgentRuntime) -> None:
+    def __init__(
+        self, env: Env, agents: AgentService, runtime: AgentRuntime, memory: MemorySearch
+    ) -> None:
         self.env = env
         self._env = env
         self._agents = agents
         self._runtime = runtime
-        self._loop = AgentLoop(env)
+        self._loop = AgentLoop(env, memory)
         self._background: list[asyncio.Task[TurnResult]] = []
 
     # Turns ----------------------------------------------------------------------------

@@ -36,7 +36,14 @@ WRITE_OPERATIONS: Final = frozenset(
         "insert_messages",
         "delete_agent_messages",
         "save_run",
-        "insert_passage",
+        "insert_passages",
+        "delete_passage",
+        "insert_archive",
+        "update_archive",
+        "delete_archive",
+        "attach_archive",
+        "detach_archive",
+        "save_embeddings",
     }
 )
 READ_OPERATIONS: Final = frozenset(
@@ -68,9 +75,20 @@ READ_OPERATIONS: Final = frozenset(
         "active_runs",
         "list_steps",
         "get_step",
-        "search_messages",
-        "search_passages",
         "count_passages",
+        "list_passages",
+        "get_archive",
+        "list_archives",
+        "archive_ids_of_agent",
+        "keyword_search",
+        "filtered_keys",
+        "vectors_since",
+        "last_vector_seq",
+        "pending_embeddings",
+        "stale_embeddings",
+        "count_embeddings",
+        "passages_by_key",
+        "messages_by_key",
     }
 )
 UNFAULTED_OPERATIONS: Final = frozenset({"close"})

@@ -63,3 +63,10 @@ class RunQuery:
     conversation_id: str | None = None
     statuses: tuple[str, ...] = ()
     background: bool | None = None
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ArchiveQuery:
+    name: str | None = None
+    agent_id: str | None = None  # only archives attached to this agent

@@ -29,7 +29,9 @@ from kelpie.storage._errors import StorageConflict, StorageUnavailable
 from kelpie.storage._pagination import Cursor, page_clause
 from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
 from kelpie.storage._sql import like_pattern, placeholders
+from kelpie.storage._sqlite_archives import ArchiveRows
 from kelpie.storage._sqlite_runs import RunRows
+from kelpie.storage._sqlite_search import SearchRows
 
 BUSY_TIMEOUT_MS: Final = 5_000
 # SQLite's page cache (default 2 MiB): enough for the hot index pages of a large store.
@@ -50,7 +52,9 @@ def _agent_state(data: str) -> AgentState:
 
 
 @final
-class SqliteStore(RunRows):
+class SqliteStore(SearchRows, ArchiveRows, RunRows):
+    """The mixins come before RunRows, whose step commit uses their row writers."""
+
     def __init__(
         self, connection: sqlite3.Connection, checkpointer: WalCheckpointer | None = None
     ) -> None:
