@@ -6,6 +6,9 @@ Filters the store or the cache can check (scope, dates, roles, tags) apply befor
 a caller's own predicate applies to the fused rows in rank order, and the candidate pool
 grows until `limit` rows pass or no candidates are left, so it too filters before top k.
 
+The keyword ranking fused with the vector one holds the rows with every query word (see
+`keyword_query`); keyword-only search ranks those first, then rows with any query word.
+
 Durability: a row is searchable by keyword from the transaction that writes it. Its vector
 is made afterwards, off the request path, by the worker (`run_worker`), which a restart
 resumes from the rows still without one. A search first embeds up to
@@ -127,6 +130,9 @@ class MemorySearch:
     async def _ranked(
         self, search: SearchFilter, query: str, pool: int, mode: SearchMode
     ) -> _Hits[Row]:
+        """Vector ranking fused with the rows holding every query word; without a vector
+        ranking (fts mode, or the embedder failing), rows with every word come first, then
+        rows with any."""
         rankings: list[list[int]] = []
         saturated = False
         if mode != "fts":
@@ -136,11 +142,15 @@ class MemorySearch:
                 saturated |= len(keys) >= pool
                 rankings.append(keys)
         if mode != "vector":
-            match = keyword_query(query)
-            if match is not None:
-                keys = await self._store.keyword_search(search, match, pool)
-                saturated |= len(keys) >= pool
-                rankings.append(keys)
+            tiers = (True,) if rankings else (True, False)
+            keys = []
+            for every_word in tiers:
+                match = keyword_query(query, every_word=every_word)
+                if match is not None:
+                    found = await self._store.keyword_search(search, match, pool)
+                    saturated |= len(found) >= pool
+                    keys += [key for key in found if key not in keys]
+            rankings.append(keys[:pool])
         return _Hits(reciprocal_rank_fusion(rankings), saturated)
 
     async def _vector_ranking(
