@@ -52,6 +52,10 @@ class AgentModel:
     journal_id: str | None = None
     # Ids of messages in acknowledged turn replies: they must survive any crash.
     acked_messages: list[str] = dataclasses.field(default_factory=list)
+    # Tokens of acknowledged archival inserts, and of user messages in acknowledged turns:
+    # search must find each after any crash.
+    acked_passages: list[str] = dataclasses.field(default_factory=list)
+    acked_said: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -88,3 +92,4 @@ class ClientModel:
     unknown_agents: int = 0
     tools_created: int = 0
     turns_sent: int = 0
+    passages_sent: int = 0
