@@ -72,6 +72,7 @@ from _common import (
 from kelpie.env import Config as KelpieConfig
 from kelpie.env import Env, SystemClock, system_entropy
 from kelpie.llm import LlmRequest, LlmResponse, ProviderCatalog, ScriptedProviders, ToolCall, Usage
+from kelpie.memory import HashingEmbedder, MemorySearch
 from kelpie.runtime import ACTIVE_AGENTS_MAX_DEFAULT, Activation, AgentRuntime
 from kelpie.schemas import (
     AGENT_PREFIX,
@@ -149,6 +150,7 @@ def open_env(
         store=store,
         models=ProviderCatalog(config, clock),
         llm=ScriptedProviders(memory_script()),
+        embedder=HashingEmbedder(),
     )
 
 
@@ -195,7 +197,8 @@ async def in_process_turns(
     try:
         await prepare(env)
         service = AgentService(env)
-        messages = MessageService(env, service, AgentRuntime(env.clock))
+        search = MemorySearch(env.store, env.embedder, env.clock)
+        messages = MessageService(env, service, AgentRuntime(env.clock), search)
         ids = [
             (await service.create(template_request(f"inproc-{i}"))).id for i in range(2 * agents)
         ]

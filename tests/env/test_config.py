@@ -19,6 +19,9 @@ FULL_ENVIRON: Final = {
     "KELPIE_DEFAULT_MODEL": "openai/gpt-4o-mini",
     "KELPIE_CONTEXT_WINDOW_DEFAULT": "32000",
     "KELPIE_SERVER_PASSWORD": "hunter2",
+    "KELPIE_EMBEDDING_MODEL": "openai/nomic-embed-text",
+    "KELPIE_EMBEDDING_DIM": "768",
+    "KELPIE_EMBEDDING_BASE_URL": "http://127.0.0.1:11434/v1",
 }
 
 
@@ -36,6 +39,9 @@ def test_config_from_environ_reads_every_variable() -> None:
         default_model="openai/gpt-4o-mini",
         context_window_default=32_000,
         server_password="hunter2",
+        embedding_model="openai/nomic-embed-text",
+        embedding_dim=768,
+        embedding_base_url="http://127.0.0.1:11434/v1",
     )
     assert isinstance(config.port, int)
     assert config.database_url == "sqlite:////var/lib/kelpie/main.db"

@@ -19,6 +19,7 @@ PLANTED_BUG_SUBJECTS: Final = {
     "stale_block_cache": "block",
     "lost_working_memory_write": "working memory",
     "stale_block_history": "history of",
+    "deferred_passages": "passage",
 }
 SWEEP_SEEDS_CI: Final = range(1, 101)
 # Replaying a failing seed: `DST_SEED=N pytest tests/sim -k sweep` runs just that seed.

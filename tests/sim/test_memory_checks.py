@@ -145,7 +145,7 @@ class TestCheckHistory:
 def test_a_run_drives_working_memory_and_history_operations() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trace, _, failure = run_simulation(
-            lambda: _simulate(7, FaultPlan.none(), 150, 3, Path(tmp), None), seed=7
+            lambda: _simulate(7, FaultPlan.none(), 300, 3, Path(tmp), None), seed=7
         )
     assert failure is None, failure
     outcomes = collections.Counter(" ".join(line.split()[2:4]) for line in trace.lines)

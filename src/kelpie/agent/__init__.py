@@ -7,8 +7,8 @@ the tool rules and the memory metadata; the small helpers beside it render the p
 the loop also needs (Letta's time format, one tool rule's text, the request-scoped
 skills section).
 
-It may import kelpie.tools, kelpie.llm, kelpie.storage, kelpie.env, kelpie.schemas and
-kelpie.errors, nothing above.
+It may import kelpie.tools, kelpie.llm, kelpie.memory, kelpie.storage, kelpie.env,
+kelpie.schemas and kelpie.errors, nothing above.
 """
 
 from kelpie.agent._compaction import (
@@ -19,7 +19,6 @@ from kelpie.agent._compaction import (
     summary_fields,
 )
 from kelpie.agent._events import closing_items, error_item, stop_item
-from kelpie.agent._executor import archive_id_of
 from kelpie.agent._loop import HEARTBEAT_AGENT_TYPES, AgentLoop, usage_statistics
 from kelpie.agent._prompt import (
     CORE_MEMORY_PLACEHOLDER,
@@ -60,7 +59,6 @@ __all__ = [
     "TurnResult",
     "WriteWithEvents",
     "append_available_skills",
-    "archive_id_of",
     "available_skills_section",
     "closing_items",
     "compaction_mode",

@@ -9,21 +9,22 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from kelpie.agent._turn import Turn
 from kelpie.agent._working_memory import WorkingMemoryScratch
 from kelpie.env import Env
 from kelpie.llm import ToolCall
+from kelpie.memory import MemorySearch, archival_result, archive_id_of
 from kelpie.schemas import (
-    ARCHIVE_PREFIX,
     BLOCK_PREFIX,
     PASSAGE_PREFIX,
-    AgentState,
+    SEARCH_RESULTS_MAX,
     Block,
     Passage,
     Tool,
     datetime_from_us,
     us_from_datetime,
 )
-from kelpie.storage import ChangedBlock
+from kelpie.storage import SEARCHABLE_ROLES, ChangedBlock, SearchFilter, message_search_text
 from kelpie.tools import (
     MEMORY_TOOL_NAMES,
     WORKING_MEMORY_TOOL_NAMES,
@@ -34,9 +35,11 @@ from kelpie.tools import (
 )
 
 SEND_MESSAGE_RESULT: Final = "Sent message successfully."
-SEARCH_RESULTS_MAX: Final = 100
+CONVERSATION_SEARCH_LIMIT_DEFAULT: Final = 5
+ARCHIVAL_SEARCH_TOP_K_DEFAULT: Final = 10
 # Arguments the loop adds to tool schemas; never passed to the tool itself.
 LOOP_ARGUMENTS: Final = frozenset({"request_heartbeat", "thinking"})
+_DATE_HELP: Final = "Use ISO 8601, e.g. 2024-01-15 or 2024-01-15T14:30."
 _SANDBOXED_TYPES: Final = frozenset({"custom", "letta_builtin", "external_mcp"})
 
 
@@ -51,29 +54,34 @@ class ToolOutcome:
     from_client: bool = False
 
 
-def archive_id_of(agent_id: str) -> str:
-    """Each agent's own archive shares its uuid, so finding it needs no lookup."""
-    return f"{ARCHIVE_PREFIX}-{agent_id.split('-', 1)[1]}"
-
-
-def _parse_date(text: str | None, *, end: bool) -> int | None:
-    if not text:
+def _parse_date(text: object, *, end: bool) -> int | None:
+    """An ISO 8601 date or time as microseconds; a date-only end covers its whole day.
+    Raises ValueError for anything else."""
+    if text is None or text == "":
         return None
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
+    value = dt.datetime.fromisoformat(str(text))
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    if end and len(text) <= len("YYYY-MM-DD"):
+    if end and len(str(text)) <= len("YYYY-MM-DD"):
         value += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
     return us_from_datetime(value)
 
 
+def _count(value: object, default: int) -> int:
+    """A result count the model asked for, within 1..SEARCH_RESULTS_MAX."""
+    try:
+        count = int(value) if value is not None else default  # type: ignore[call-overload]  # any JSON value; bad ones raise
+    except (TypeError, ValueError):
+        count = default
+    return max(1, min(count, SEARCH_RESULTS_MAX))
+
+
 class ToolExecutor:
-    def __init__(self, env: Env, agent: AgentState, blocks: list[Block]) -> None:
+    def __init__(self, env: Env, memory: MemorySearch, turn: Turn, blocks: list[Block]) -> None:
         self._env = env
-        self._agent = agent
+        self._search = memory
+        self._agent = turn.agent
+        self._run_id = turn.run.id
         self.blocks: dict[str, Block] = {block.label: block for block in blocks}
         # What the step commit writes: existing blocks as each tool call left them (each
         # change gets its history entry, naming the call), and new blocks by id.
@@ -81,7 +89,7 @@ class ToolExecutor:
         self.created: dict[str, Block] = {}
         self.detached: list[str] = []
         self.passages: list[Passage] = []
-        self.working_memory = WorkingMemoryScratch(env, agent.id)
+        self.working_memory = WorkingMemoryScratch(env, turn.agent.id)
         # Set when a tool changed any block; the loop recompiles the prompt and clears it.
         self.memory_changed = False
 
@@ -112,11 +120,11 @@ class ToolExecutor:
         if name == "send_message":
             return SEND_MESSAGE_RESULT, True
         if name == "conversation_search":
-            return await self._conversation_search(arguments), True
+            return await self._conversation_search(arguments)
         if name == "archival_memory_insert":
             return await self._archival_insert(arguments)
         if name == "archival_memory_search":
-            return await self._archival_search(arguments), True
+            return await self._archival_search(arguments)
         if tool.tool_type in _SANDBOXED_TYPES:
             return (
                 f"Tool '{name}' cannot run: running {tool.tool_type} tools needs the sandbox,"
@@ -189,35 +197,47 @@ class ToolExecutor:
         if updated.id in self.created:
             self.created[updated.id] = updated
 
-    async def _conversation_search(self, arguments: Mapping[str, Any]) -> str:
-        roles = arguments.get("roles") or []
-        limit = min(int(arguments.get("limit") or 5), SEARCH_RESULTS_MAX)
-        found = await self._env.store.search_messages(
-            self._agent.id,
+    async def _conversation_search(self, arguments: Mapping[str, Any]) -> tuple[str, bool]:
+        roles = tuple(str(role) for role in arguments.get("roles") or [])
+        unknown = [role for role in roles if role not in SEARCHABLE_ROLES]
+        if unknown:
+            return f"Unknown roles {unknown}: use assistant, user or tool", False
+        try:
+            start_us = _parse_date(arguments.get("start_date"), end=False)
+            end_us = _parse_date(arguments.get("end_date"), end=True)
+        except ValueError as error:
+            return (
+                f"Invalid date: {error}. Use ISO 8601, e.g. 2024-01-15 or 2024-01-15T14:30",
+                False,
+            )
+        search = SearchFilter(
+            kind="message", scopes=(self._agent.id,), start_us=start_us, end_us=end_us, roles=roles
+        )
+        found = await self._search.search_messages(
+            search,
             str(arguments.get("query") or ""),
-            roles=[str(role) for role in roles],
-            start_us=_parse_date(arguments.get("start_date"), end=False),
-            end_us=_parse_date(arguments.get("end_date"), end=True),
-            limit=limit,
+            _count(arguments.get("limit"), CONVERSATION_SEARCH_LIMIT_DEFAULT),
+            # The turn in progress is in the model's context already.
+            accept=lambda message: message.run_id != self._run_id,
         )
         if not found:
-            return "No results found."
+            return "No results found.", True
         results = [
             {
                 "timestamp": message.created_at.isoformat(),
                 "role": message.role,
-                "content": message.text or message.tool_return or "",
+                "content": message_search_text(message) or "",
             }
-            for message in found
+            for message, _ in found
         ]
-        return json.dumps(results, ensure_ascii=False)
+        return json.dumps(results, ensure_ascii=False), True
 
     async def _archival_insert(self, arguments: Mapping[str, Any]) -> tuple[str | None, bool]:
         content = arguments.get("content")
         if not isinstance(content, str) or not content:
             return "archival_memory_insert needs a non-empty string 'content'", False
         now = datetime_from_us(self._env.clock.now_us())
-        tags = [str(tag) for tag in arguments.get("tags") or []]
+        tags = list(dict.fromkeys(str(tag) for tag in arguments.get("tags") or []))
         # Written with the step's commit, like every other effect of the step.
         self.passages.append(
             Passage(
@@ -232,22 +252,28 @@ class ToolExecutor:
         )
         return None, True
 
-    async def _archival_search(self, arguments: Mapping[str, Any]) -> str:
-        top_k = min(int(arguments.get("top_k") or 10), SEARCH_RESULTS_MAX)
-        passages = await self._env.store.search_passages(
-            archive_id_of(self._agent.id),
-            str(arguments.get("query") or ""),
-            tags=[str(tag) for tag in arguments.get("tags") or []],
-            match_all=arguments.get("tag_match_mode") == "all",
-            limit=top_k,
+    async def _archival_search(self, arguments: Mapping[str, Any]) -> tuple[str, bool]:
+        query = arguments.get("query")
+        if not isinstance(query, str) or not query.strip():
+            return "archival_memory_search needs a non-empty string 'query'", False
+        try:
+            start_us = _parse_date(arguments.get("start_datetime"), end=False)
+            end_us = _parse_date(arguments.get("end_datetime"), end=True)
+        except ValueError as error:
+            return (
+                f"Invalid date: {error}. Use ISO 8601, e.g. 2024-01-15 or 2024-01-15T14:30",
+                False,
+            )
+        search = SearchFilter(
+            kind="passage",
+            scopes=await self._search.agent_archives(self._agent.id),
+            start_us=start_us,
+            end_us=end_us,
+            tags=tuple(str(tag) for tag in arguments.get("tags") or []),
+            match_all_tags=arguments.get("tag_match_mode") == "all",
         )
-        results = [
-            {
-                "id": passage.id,
-                "timestamp": passage.created_at.isoformat(),
-                "content": passage.text,
-                "tags": passage.tags,
-            }
-            for passage in passages
-        ]
-        return json.dumps(results, ensure_ascii=False)
+        found = await self._search.search_passages(
+            search, query, _count(arguments.get("top_k"), ARCHIVAL_SEARCH_TOP_K_DEFAULT)
+        )
+        results = [archival_result(passage).model_dump() for passage, _ in found]
+        return json.dumps(results, ensure_ascii=False), True

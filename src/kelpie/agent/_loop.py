@@ -30,6 +30,7 @@ from kelpie.agent._rules import ToolRuleSolver
 from kelpie.agent._turn import Item, Turn, TurnResult, to_chat
 from kelpie.env import Env
 from kelpie.llm import LlmError, LlmRequest, LlmResponse, ToolCall, ToolSpec, Usage
+from kelpie.memory import MemorySearch
 from kelpie.schemas import (
     MESSAGE_PREFIX,
     RETURN_CHAR_LIMIT_DEFAULT,
@@ -93,12 +94,13 @@ def usage_statistics(usage: Usage, steps: int, run_id: str) -> UsageStatistics:
 
 
 class AgentLoop:
-    def __init__(self, env: Env) -> None:
+    def __init__(self, env: Env, memory: MemorySearch) -> None:
         self._env = env
+        self._memory = memory
 
     async def run_turn(self, turn: Turn) -> TurnResult:
         history = await self._env.store.get_messages(turn.context_ids)
-        return await _TurnRunner(self._env, turn, history).run()
+        return await _TurnRunner(self._env, self._memory, turn, history).run()
 
 
 @dataclasses.dataclass
@@ -109,10 +111,11 @@ class _Step:
 
 
 class _TurnRunner:
-    def __init__(self, env: Env, turn: Turn, history: list[Message]) -> None:
+    def __init__(self, env: Env, memory: MemorySearch, turn: Turn, history: list[Message]) -> None:
         self._env = env
+        self._memory = memory
         self._turn = turn
-        self._executor = ToolExecutor(env, turn.agent, list(turn.blocks))
+        self._executor = ToolExecutor(env, memory, turn, list(turn.blocks))
         self._solver = ToolRuleSolver(turn.agent.tool_rules)
         self._tools = {tool.name: tool for tool in turn.tools}
         # History is in creation order: its last message is the newest.
@@ -506,6 +509,8 @@ class _TurnRunner:
 
         await self._turn.events.commit(items, write, final=final)
         self._committed.update(m.id for m in pending)
+        if pending or executor.passages:
+            self._memory.notify_written()
         executor.changed.clear()
         executor.created.clear()
         executor.detached.clear()

@@ -1,12 +1,17 @@
 """Builds the ASGI application around an Env. The same app serves real sockets (uvicorn)
 and the simulator (an in-process ASGI transport)."""
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 
 from kelpie import __version__
 from kelpie.api import (
     agent_files,
     agents,
+    archives,
     blocks,
     cloud,
     conversations,
@@ -24,8 +29,25 @@ from kelpie.api._middleware import GuardMiddleware
 from kelpie.env import Env
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Background work that lives as long as the app: the embedding worker. (The simulator
+    enters this context itself; an ASGI transport does not.)"""
+    services: Services = app.state.services
+    worker = asyncio.ensure_future(services.memory.run_worker())
+    try:
+        yield
+    finally:
+        worker.cancel()
+        await asyncio.wait([worker])
+        if not worker.cancelled():
+            # It can only have stopped by dying with the process (the simulator's crash).
+            worker.exception()
+
+
 def create_app(env: Env) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan,
         title="Kelpie",
         version=__version__,
         description="A self-hosted runtime for stateful agents that speaks the Letta REST API.",
@@ -34,10 +56,13 @@ def create_app(env: Env) -> FastAPI:
     app.state.env = env
     app.state.services = Services.build(env)
     install_error_handlers(app)
-    routers = (health, models, agents, messages, conversations, blocks, tools, runs)
+    routers = (health, models, agents, messages, conversations, blocks, tools, runs, archives)
     for module in (*routers, working_memory):
         app.include_router(module.router)
     app.include_router(agents.tags_router)
+    app.include_router(archives.archives_router)
+    app.include_router(archives.passages_router)
+    app.include_router(messages.search_router)
     app.include_router(runs.steps_router)
     for module in (agent_files, messages_global, cloud):
         app.include_router(module.router)

@@ -8,16 +8,19 @@ from typing import Annotated, final
 from fastapi import Depends, Request
 
 from kelpie.env import Env
+from kelpie.memory import MemorySearch
 from kelpie.runtime import AgentRuntime
 from kelpie.service import (
     AgentExporter,
     AgentImporter,
     AgentService,
+    ArchiveService,
     BlockService,
     ContextService,
     ConversationService,
     MessageLookup,
     MessageService,
+    RecallService,
     ToolService,
     WorkingMemoryService,
 )
@@ -36,10 +39,15 @@ class Services:
     context: ContextService
     message_lookup: MessageLookup
     working_memory: WorkingMemoryService
+    archives: ArchiveService
+    recall: RecallService
+    # One per app: its vector cache and embedding worker serve every request.
+    memory: MemorySearch
 
     @classmethod
     def build(cls, env: Env) -> "Services":
         agents = AgentService(env)
+        memory = MemorySearch(env.store, env.embedder, env.clock)
         runtime = AgentRuntime(
             env.clock,
             active_max=env.config.active_agents_max,
@@ -49,13 +57,16 @@ class Services:
             agents=agents,
             blocks=BlockService(env),
             tools=ToolService(env),
-            messages=MessageService(env, agents, runtime),
+            messages=MessageService(env, agents, runtime, memory),
             conversations=ConversationService(env, agents),
             exporter=AgentExporter(env, agents),
             importer=AgentImporter(env, agents),
             context=ContextService(env, agents),
             message_lookup=MessageLookup(env),
             working_memory=WorkingMemoryService(env),
+            archives=ArchiveService(env, memory),
+            recall=RecallService(env, memory),
+            memory=memory,
         )
 
 

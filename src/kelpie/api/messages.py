@@ -16,6 +16,7 @@ from kelpie.schemas import (
     LettaMessageType,
     LettaRequest,
     LettaResponse,
+    MessageSearchRequest,
     Run,
 )
 from kelpie.service import thread_of
@@ -24,6 +25,7 @@ from kelpie.storage import Page
 Page100 = Annotated[Page, Depends(page_params(100))]
 
 router = LettaRouter(prefix="/v1/agents", tags=["messages"])
+search_router = LettaRouter(prefix="/v1/messages", tags=["messages"])
 
 
 def _agent_id(agent_id: str) -> str:
@@ -95,3 +97,11 @@ async def reset_messages(agent_id: str, services: ServicesDep) -> Response:
 @router.get("/{agent_id}/context")
 async def agent_context(agent_id: str, services: ServicesDep) -> dict[str, Any]:
     return await services.context.overview(_agent_id(agent_id))
+
+
+@search_router.post("/search")
+async def search_messages(body: MessageSearchRequest, services: ServicesDep) -> list[Any]:
+    """Hybrid search over what users and agents said (one agent's, or everyone's)."""
+    if body.agent_id is not None:
+        _agent_id(body.agent_id)
+    return await services.recall.search(body)

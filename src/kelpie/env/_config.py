@@ -33,6 +33,12 @@ class Config:
     # Virtual actors: how many agents stay activated, and after how long idle they go.
     active_agents_max: int = 10_000
     idle_timeout_s: float = 300.0
+    # Embedding model handle for archival and recall search: `kelpie/all-minilm-l6-v2` (the
+    # local default, no network) or `openai/<model>` on OPENAI_BASE_URL (or the base URL
+    # below); the dimension is needed for models the catalogue does not know.
+    embedding_model: str | None = None
+    embedding_dim: int | None = None
+    embedding_base_url: str | None = None
 
     @property
     def database_url(self) -> str:
@@ -59,6 +65,8 @@ class Config:
             "anthropic_base_url": get("ANTHROPIC_BASE_URL"),
             "default_model": get("KELPIE_DEFAULT_MODEL"),
             "server_password": get("KELPIE_SERVER_PASSWORD") or get("LETTA_SERVER_PASSWORD"),
+            "embedding_model": get("KELPIE_EMBEDDING_MODEL"),
+            "embedding_base_url": get("KELPIE_EMBEDDING_BASE_URL"),
         }
         if (window := get("KELPIE_CONTEXT_WINDOW_DEFAULT")) is not None:
             values["context_window_default"] = int(window)
@@ -66,5 +74,7 @@ class Config:
             values["active_agents_max"] = int(active)
         if (idle := get("KELPIE_IDLE_TIMEOUT_S")) is not None:
             values["idle_timeout_s"] = float(idle)
+        if (dim := get("KELPIE_EMBEDDING_DIM")) is not None:
+            values["embedding_dim"] = int(dim)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]  # keys are the dataclass fields above

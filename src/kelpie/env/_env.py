@@ -10,6 +10,7 @@ from kelpie.env._entropy import Entropy
 if TYPE_CHECKING:
     # Type-only: the seams' protocols live in the layers that own them.
     from kelpie.llm import LlmProviders, ModelCatalog
+    from kelpie.memory import Embedder
     from kelpie.storage import Store
 
 
@@ -22,3 +23,4 @@ class Env:
     store: "Store"
     models: "ModelCatalog"
     llm: "LlmProviders"
+    embedder: "Embedder"

@@ -5,11 +5,13 @@ Env's clock and ids, and write each change in one store transaction. Knows nothi
 from kelpie.service._agent_export import AgentExporter
 from kelpie.service._agent_import import AgentImporter, ImportOptions
 from kelpie.service._agents import AgentService
+from kelpie.service._archives import ArchiveService
 from kelpie.service._blocks import BlockService
 from kelpie.service._context import ContextService
 from kelpie.service._conversations import ConversationService, thread_of
 from kelpie.service._message_lookup import MessageLookup
 from kelpie.service._messages import MessageService, Reattached, StartedTurn
+from kelpie.service._recall import RecallService
 from kelpie.service._startup import prepare
 from kelpie.service._streams import LiveStream, StoredStream, event_payload
 from kelpie.service._threads import AwaitingApproval
@@ -20,6 +22,7 @@ __all__ = [
     "AgentExporter",
     "AgentImporter",
     "AgentService",
+    "ArchiveService",
     "AwaitingApproval",
     "BlockService",
     "ContextService",
@@ -29,6 +32,7 @@ __all__ = [
     "MessageLookup",
     "MessageService",
     "Reattached",
+    "RecallService",
     "StartedTurn",
     "StoredStream",
     "ToolService",

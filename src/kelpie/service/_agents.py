@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from kelpie.env import Env
 from kelpie.errors import InvalidInput, NotFound, ValidationFailed
 from kelpie.llm import SUPPORTED_ENDPOINT_TYPES
+from kelpie.memory import archive_id_of
 from kelpie.schemas import (
     AGENT_PREFIX,
     AGENT_TAG_CHARS_MAX,
@@ -337,6 +338,8 @@ class AgentService:
     async def delete(self, agent_id: str) -> None:
         if not await self._env.store.delete_agent(agent_id):
             raise NotFound(f"Agent {agent_id} not found")
+        # The agent's own archive goes with it; archives attached to it stay.
+        await self._env.store.delete_archive(archive_id_of(agent_id))
 
     # Core memory ----------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from kelpie.agent import archive_id_of
 from kelpie.env import Env
+from kelpie.memory import archive_id_of
 from kelpie.schemas import Message
 from kelpie.service._agents import AgentService
 from kelpie.service._letta_messages import letta_messages

@@ -5,9 +5,9 @@ agent's id beside it) or by the agent's id itself, as letta-code does."""
 from collections.abc import Sequence
 from typing import Final
 
-from kelpie.agent import archive_id_of
 from kelpie.env import Env
 from kelpie.errors import InvalidInput, NotFound
+from kelpie.memory import archive_id_of
 from kelpie.schemas import (
     AGENT_PREFIX,
     CONVERSATION_PREFIX,

@@ -17,7 +17,6 @@ from kelpie.agent import (
     Turn,
     TurnEvents,
     TurnResult,
-    archive_id_of,
     closing_items,
     compaction_mode,
     expand_all,
@@ -29,6 +28,7 @@ from kelpie.agent import (
 from kelpie.env import Env
 from kelpie.errors import Conflict, InvalidInput, NotFound, Unavailable
 from kelpie.llm import LlmClient, LlmProviderFailed, ToolSpec
+from kelpie.memory import MemorySearch, archive_id_of
 from kelpie.runtime import AgentRuntime
 from kelpie.schemas import (
     MESSAGE_PREFIX,
@@ -109,12 +109,14 @@ class StartedTurn:
 
 
 class MessageService:
-    def __init__(self, env: Env, agents: AgentService, runtime: AgentRuntime) -> None:
+    def __init__(
+        self, env: Env, agents: AgentService, runtime: AgentRuntime, memory: MemorySearch
+    ) -> None:
         self.env = env
         self._env = env
         self._agents = agents
         self._runtime = runtime
-        self._loop = AgentLoop(env)
+        self._loop = AgentLoop(env, memory)
         self._background: list[asyncio.Task[TurnResult]] = []
         # Background runs in progress here: readers wait on them for new events.
         self._streams: dict[str, StoredStream] = {}

@@ -5,9 +5,10 @@ rebuild it themselves after memory tools."""
 import datetime as dt
 from collections.abc import Sequence
 
-from kelpie.agent import archive_id_of, compile_system_prompt
+from kelpie.agent import compile_system_prompt
 from kelpie.env import Env
 from kelpie.errors import NotFound
+from kelpie.memory import archive_id_of
 from kelpie.schemas import (
     MESSAGE_PREFIX,
     AgentConfig,

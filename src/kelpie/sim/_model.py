@@ -126,6 +126,10 @@ class AgentModel:
     # Working-memory keys ever written (by the client or by the agent's turns): None is
     # "no such key".
     working_memory: dict[str, Known[KeyState | None]] = dataclasses.field(default_factory=dict)
+    # Tokens of acknowledged archival inserts, and of user messages in acknowledged turns:
+    # search must find each after any crash.
+    acked_passages: list[str] = dataclasses.field(default_factory=list)
+    acked_said: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -173,3 +177,4 @@ class ClientModel:
     streams: dict[str, tuple[str, list[tuple[str | None, str]]]] = dataclasses.field(
         default_factory=dict
     )
+    passages_sent: int = 0

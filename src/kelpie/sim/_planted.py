@@ -2,10 +2,10 @@
 for (tests and `python -m kelpie.sim --plant NAME`). Each wraps the real store."""
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, cast, final
 
-from kelpie.schemas import Block, BlockHistoryEntry
+from kelpie.schemas import Block, BlockHistoryEntry, Passage
 from kelpie.storage import BlockChange, Page, StepCommit, Store
 
 # How many later store calls a deferred write waits before it really commits.
@@ -111,10 +111,40 @@ class StaleBlockHistory:
         return getattr(self._inner, name)
 
 
+@final
+class DeferredPassages:
+    """Acknowledges archival inserts at once and writes them a few calls later: a crash in
+    between loses a passage the client was told was stored, and search cannot find it."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self._pending: list[tuple[int, Sequence[Passage]]] = []
+        self._calls = 0
+
+    async def insert_passages(self, passages: Sequence[Passage]) -> None:
+        self._pending.append((self._calls + _DEFER_CALLS, passages))
+
+    def __getattr__(self, name: str) -> Any:
+        method: Callable[..., Awaitable[Any]] = getattr(self._inner, name)
+        if name == "close":
+            return method
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self._calls += 1
+            due = [batch for at, batch in self._pending if at <= self._calls]
+            self._pending = [(at, batch) for at, batch in self._pending if at > self._calls]
+            for batch in due:
+                await self._inner.insert_passages(batch)
+            return await method(*args, **kwargs)
+
+        return call
+
+
 PLANTED_BUGS: Final[dict[str, Callable[[Store], Store]]] = {
     "lost_block_edit": lambda store: cast(Store, LostBlockEdit(store)),
     "ack_before_commit": lambda store: cast(Store, AckBeforeCommit(store)),
     "stale_block_cache": lambda store: cast(Store, StaleBlockCache(store)),
     "lost_working_memory_write": lambda store: cast(Store, LostWorkingMemoryWrite(store)),
     "stale_block_history": lambda store: cast(Store, StaleBlockHistory(store)),
+    "deferred_passages": lambda store: cast(Store, DeferredPassages(store)),
 }

@@ -6,6 +6,7 @@ store committed. Responses from a crashed incarnation never reach their client.
 """
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ import httpx
 from kelpie.api import create_app
 from kelpie.env import Config, Entropy, Env
 from kelpie.llm import ProviderCatalog
+from kelpie.memory import HashingEmbedder
 from kelpie.service import prepare
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import FaultPlan
@@ -78,6 +80,7 @@ class SimServer:
         self.crashes = 0
         self._faulty: FaultyStore | None = None
         self._client: httpx.AsyncClient | None = None
+        self._lifespan: contextlib.AbstractAsyncContextManager[Any] | None = None
         self._up = asyncio.Event()
         self._idle = asyncio.Condition()
         self._in_flight = 0
@@ -103,10 +106,17 @@ class SimServer:
             store=self._faulty.as_store(),
             models=ProviderCatalog(config, self._clock),
             llm=self._model,
+            # Deterministic and thread-free, shaped like the real one (unit vectors, 384 dims).
+            embedder=HashingEmbedder(),
         )
         await self._prepare(env)
+        app = create_app(env)
+        # The ASGI transport runs no lifespan: enter it here, so the app's background work
+        # (the embedding worker) runs in the simulation as it does in production.
+        self._lifespan = app.router.lifespan_context(app)
+        await self._lifespan.__aenter__()
         self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(env)), base_url="http://kelpie.sim"
+            transport=httpx.ASGITransport(app=app), base_url="http://kelpie.sim"
         )
 
     async def _prepare(self, env: Env) -> None:
@@ -129,6 +139,9 @@ class SimServer:
 
     async def stop(self) -> None:
         self._up.clear()
+        if self._lifespan is not None:
+            await self._lifespan.__aexit__(None, None, None)
+            self._lifespan = None
         if self._client is not None:
             await self._client.aclose()
         if self._faulty is not None:

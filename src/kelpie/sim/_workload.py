@@ -54,6 +54,9 @@ _TAGS: Final = ("red", "green", "blue", "gold")
 _WORDS: Final = ("kelp", "tide", "reef", "gull", "surf", "foam", "shell", "drift")
 _INCLUDE: Final = {"include": ["agent.tags", "agent.blocks"]}
 JOURNAL_LIMIT_CHARS: Final = 100_000
+SEARCH_TOP_K: Final = 3
+# Searches per agent in an audit: the newest acknowledged writes (a crash loses the newest).
+AUDIT_SEARCHES_MAX: Final = 6
 
 
 class Trace:
@@ -112,6 +115,8 @@ class Client(MemoryOperations):
             (12, self.send_message),
             (6, self.send_background),
             *self.memory_operations(),
+            (6, self.insert_passage),
+            (4, self.search_memory),
         )
         self._weight_total = sum(weight for weight, _ in self._operations)
 
@@ -439,6 +444,31 @@ class Client(MemoryOperations):
         if agent is not None:
             await send_background(self, agent)
 
+    # Archival and recall memory ------------------------------------------------------
+
+    async def insert_passage(self) -> None:
+        agent: AgentModel | None = self._pick(self._existing(self.model.agents))
+        if agent is None:
+            return
+        self.model.passages_sent += 1
+        token = f"{self.name}p{self.model.passages_sent}"
+        body = {"text": f"{self._text(3)} {token} {self._text(2)}", "tags": [self._pick(_TAGS)]}
+        url = f"/v1/agents/{agent.id}/archival-memory"
+        outcome = await self.send("insert_passage", "POST", url, json=body)
+        if acknowledged(outcome, "insert_passage", 200, 404) and check_exists(
+            agent, outcome.status or 0, "insert_passage"
+        ):
+            require(outcome.body[0]["text"] == body["text"], f"insert_passage: {outcome.body}")
+            agent.acked_passages.append(token)
+
+    async def search_memory(self) -> None:
+        agents = [a for a in self._existing(self.model.agents) if a.acked_passages or a.acked_said]
+        agent: AgentModel | None = self._pick(agents)
+        if agent is not None:
+            await check_searchable(
+                self, agent, self._pick([*agent.acked_passages, *agent.acked_said])
+            )
+
     # Bad input: a clear 4xx, and nothing changes -------------------------------------
 
     async def bad_input(self) -> None:
@@ -539,6 +569,9 @@ def check_turn(journal: BlockModel, agent: AgentModel, token: str, outcome: Outc
     if not LLM_FAULTS.intersection(outcome.faults):
         require(stop == "end_turn", f"send_message: stop {stop} with no fault: {body}")
         require(recorded, f"send_message: token {token} not recorded with no fault: {messages}")
+    if messages:
+        # The turn's first step committed, the user's message with it: recall finds it.
+        agent.acked_said.append(token)
     if recorded:
         journal.tokens_certain.add(token)
     journal.tokens_maybe.discard(token)
@@ -572,6 +605,29 @@ async def check_turn_records(client: Client, agent: AgentModel) -> dict[str, str
     return returns
 
 
+async def check_searchable(client: Client, agent: AgentModel, token: str) -> None:
+    """An acknowledged passage (or message) whose token is searched for is among the top
+    results, whether or not its vector was written before a crash."""
+    if token in agent.acked_passages:
+        url = f"/v1/agents/{agent.id}/archival-memory/search"
+        outcome = await client.send(
+            "search_passages", "GET", url, params={"query": token, "top_k": SEARCH_TOP_K}
+        )
+        if acknowledged(outcome, "search_passages", 200, 404) and check_exists(
+            agent, outcome.status or 0, "search_passages"
+        ):
+            texts = [result["content"] for result in outcome.body["results"]]
+            require(any(token in text for text in texts), f"passage {token} not found: {texts}")
+        return
+    body = {"query": token, "agent_id": agent.id, "limit": SEARCH_TOP_K}
+    outcome = await client.send("search_messages", "POST", "/v1/messages/search", json=body)
+    if acknowledged(outcome, "search_messages", 200, 404) and check_exists(
+        agent, outcome.status or 0, "search_messages"
+    ):
+        texts = [result["content"] for result in outcome.body]
+        require(any(token in text for text in texts), f"message {token} not found: {texts}")
+
+
 async def audit(clients: Sequence[Client]) -> None:
     """Reads back every object every client knows of: acknowledged writes must be there."""
     with checking_only():
@@ -585,6 +641,8 @@ async def _audit_client(client: Client) -> None:
         if agent.exists.certain and agent.exists.value:
             returns = await check_turn_records(client, agent)
             await audit_working_memory(client, agent, returns)
+            for token in [*agent.acked_passages, *agent.acked_said][-AUDIT_SEARCHES_MAX:]:
+                await check_searchable(client, agent, token)
     for block in list(client.model.blocks.values()):
         await check_block_and_history(client, block)
     for tool in list(client.model.tools.values()):

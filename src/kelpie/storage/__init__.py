@@ -16,6 +16,7 @@ from kelpie.storage._errors import StorageConflict, StorageUnavailable, WorkingM
 from kelpie.storage._queries import (
     PAGE_LIMIT_MAX,
     AgentQuery,
+    ArchiveQuery,
     BlockQuery,
     ConversationQuery,
     MessageQuery,
@@ -23,13 +24,24 @@ from kelpie.storage._queries import (
     RunQuery,
     ToolQuery,
 )
+from kelpie.storage._search import (
+    SEARCH_KINDS,
+    SEARCHABLE_ROLES,
+    SearchFilter,
+    SearchKind,
+    VectorRows,
+    message_search_text,
+)
 from kelpie.storage._sqlite import SqliteStore
 from kelpie.storage._store import Store
 
 __all__ = [
     "PAGE_LIMIT_MAX",
+    "SEARCHABLE_ROLES",
+    "SEARCH_KINDS",
     "AgentQuery",
     "AgentsImport",
+    "ArchiveQuery",
     "BlockChange",
     "BlockQuery",
     "ChangedBlock",
@@ -38,6 +50,8 @@ __all__ = [
     "NewAgent",
     "Page",
     "RunQuery",
+    "SearchFilter",
+    "SearchKind",
     "SqliteStore",
     "StepCommit",
     "StorageConflict",
@@ -45,5 +59,7 @@ __all__ = [
     "Store",
     "ThreadUpdate",
     "ToolQuery",
+    "VectorRows",
     "WorkingMemoryFull",
+    "message_search_text",
 ]

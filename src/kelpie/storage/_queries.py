@@ -87,3 +87,10 @@ class MessageQuery:
     all_threads: bool = False
     # Messages listed with the thread though stored under another (a fork's shared history).
     shared_ids: tuple[str, ...] = ()
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ArchiveQuery:
+    name: str | None = None
+    agent_id: str | None = None  # only archives attached to this agent

@@ -30,9 +30,11 @@ from kelpie.storage._errors import StorageConflict, StorageUnavailable
 from kelpie.storage._pagination import Cursor, page_clause
 from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
 from kelpie.storage._sql import like_pattern, placeholders
+from kelpie.storage._sqlite_archives import ArchiveRows
 from kelpie.storage._sqlite_history import HistoryRows
 from kelpie.storage._sqlite_memory import WorkingMemoryRows
 from kelpie.storage._sqlite_runs import RunRows
+from kelpie.storage._sqlite_search import SearchRows
 from kelpie.storage._sqlite_threads import ThreadRows
 
 BUSY_TIMEOUT_MS: Final = 5_000
@@ -54,7 +56,7 @@ def _agent_state(data: str) -> AgentState:
 
 
 @final
-class SqliteStore(RunRows, ThreadRows, HistoryRows, WorkingMemoryRows):
+class SqliteStore(SearchRows, ArchiveRows, RunRows, ThreadRows, HistoryRows, WorkingMemoryRows):
     def __init__(
         self, connection: sqlite3.Connection, checkpointer: WalCheckpointer | None = None
     ) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from kelpie.schemas import AgentConfig, Block, Message, RunEvent
+from kelpie.schemas import AgentConfig, Block, Message, Passage, RunEvent
 from kelpie.storage._commits import BlockChange, StepCommit, ThreadUpdate
 from kelpie.storage._queries import Page
 
@@ -59,4 +59,12 @@ class SqliteRows:
         raise NotImplementedError
 
     def _write_thread(self, db: sqlite3.Connection, thread: ThreadUpdate) -> None:
+        raise NotImplementedError
+
+    # ArchiveRows and SearchRows -----------------------------------------------------------
+
+    def _insert_passage(self, db: sqlite3.Connection, passage: Passage) -> None:
+        raise NotImplementedError
+
+    def _index_messages(self, db: sqlite3.Connection, messages: Sequence[Message]) -> None:
         raise NotImplementedError

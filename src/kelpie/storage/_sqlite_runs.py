@@ -6,10 +6,10 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Final
 
-from kelpie.schemas import Message, Passage, Run, RunEvent, Step, us_from_datetime
+from kelpie.schemas import Message, Run, RunEvent, Step, us_from_datetime
 from kelpie.storage._commits import BlockChange, StepCommit
 from kelpie.storage._queries import MessageQuery, Page, RunQuery
-from kelpie.storage._sql import SQL_VARIABLES_MAX, like_pattern, placeholders
+from kelpie.storage._sql import SQL_VARIABLES_MAX, placeholders
 from kelpie.storage._sqlite_rows import SqliteRows
 
 _ACTIVE_STATUSES: Final = ("created", "running")
@@ -53,6 +53,7 @@ class RunRows(SqliteRows):
                 for m in messages
             ],
         )
+        self._index_messages(db, messages)
 
     async def insert_messages(self, messages: Sequence[Message]) -> None:
         with self._tx() as db:
@@ -132,95 +133,6 @@ class RunRows(SqliteRows):
             return db.execute(
                 f"DELETE FROM messages WHERE agent_id = ?{clause}", [agent_id, *keep]
             ).rowcount
-
-    async def search_messages(
-        self,
-        agent_id: str,
-        text: str,
-        *,
-        roles: Sequence[str],
-        start_us: int | None,
-        end_us: int | None,
-        limit: int,
-    ) -> list[Message]:
-        """Keyword search over the agent's visible messages, newest first."""
-        where = ["agent_id = ?", "json_extract(data, '$.hidden') = 0"]
-        params: list[object] = [agent_id]
-        if text:
-            where.append("data LIKE ? ESCAPE '\\'")
-            params.append(like_pattern(text))
-        if roles:
-            where.append(f"role IN ({','.join('?' * len(roles))})")
-            params.extend(roles)
-        if start_us is not None:
-            where.append("created_at >= ?")
-            params.append(start_us)
-        if end_us is not None:
-            where.append("created_at <= ?")
-            params.append(end_us)
-        rows = self._read(
-            f"SELECT data FROM messages WHERE {' AND '.join(where)}"
-            " ORDER BY created_at DESC, id DESC LIMIT ?",
-            [*params, limit],
-        )
-        return [Message.model_validate_json(row[0]) for row in rows]
-
-    # Archival memory -------------------------------------------------------------------
-
-    async def insert_passage(self, passage: Passage) -> None:
-        with self._tx() as db:
-            self._insert_passage(db, passage)
-
-    @staticmethod
-    def _insert_passage(db: sqlite3.Connection, passage: Passage) -> None:
-        db.execute(
-            "INSERT OR IGNORE INTO archives (id, name, created_at, data) VALUES (?, ?, ?, ?)",
-            (
-                passage.archive_id,
-                f"archive of {passage.agent_id}",
-                us_from_datetime(passage.created_at),
-                "{}",
-            ),
-        )
-        db.execute(
-            "INSERT OR IGNORE INTO agent_archives (agent_id, archive_id) VALUES (?, ?)",
-            (passage.agent_id, passage.archive_id),
-        )
-        db.execute(
-            "INSERT INTO passages (id, archive_id, created_at, text, data) VALUES (?, ?, ?, ?, ?)",
-            (
-                passage.id,
-                passage.archive_id,
-                us_from_datetime(passage.created_at),
-                passage.text,
-                passage.model_dump_json(),
-            ),
-        )
-
-    async def search_passages(
-        self, archive_id: str, text: str, *, tags: Sequence[str], match_all: bool, limit: int
-    ) -> list[Passage]:
-        """Keyword search in one archive, newest first; tags filter any/all."""
-        where = ["archive_id = ?"]
-        params: list[object] = [archive_id]
-        for word in text.split():
-            where.append("text LIKE ? ESCAPE '\\'")
-            params.append(like_pattern(word))
-        rows = self._read(
-            f"SELECT data FROM passages WHERE {' AND '.join(where)}"
-            " ORDER BY created_at DESC, id DESC",
-            params,
-        )
-        passages = [Passage.model_validate_json(row[0]) for row in rows]
-        if tags:
-            wanted = set(tags)
-            check = wanted.issubset if match_all else wanted.intersection
-            passages = [p for p in passages if check(p.tags)]
-        return passages[:limit]
-
-    async def count_passages(self, archive_id: str) -> int:
-        rows = self._read("SELECT COUNT(*) FROM passages WHERE archive_id = ?", (archive_id,))
-        return int(rows[0][0])
 
     # Runs and steps --------------------------------------------------------------------
 
