@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from letta_client import BadRequestError, ConflictError, Letta
+from letta_client import BadRequestError, ConflictError, Letta, NotFoundError
 
 from ._support import (
     ScriptedLlm,
@@ -267,3 +267,41 @@ class TestParallelCalls:
         sent = model_messages(script.requests()[1])
         answered = {m["tool_call_id"] for m in sent if m["role"] == "tool"}
         assert answered == {"call_date", "call_note"}
+
+
+class TestApprovalRuleEndpoint:
+    def test_update_approval_adds_and_removes_the_rule(
+        self, client: Letta, script: ScriptedLlm
+    ) -> None:
+        agent = new_agent(client, memory_blocks=[{"label": "human", "value": "Name: Ada"}])
+
+        updated = client.agents.tools.update_approval(
+            "memory_insert", agent_id=agent.id, body_requires_approval=True
+        )
+
+        assert updated is not None
+        rules = [(r.type, getattr(r, "tool_name", None)) for r in updated.tool_rules or []]
+        assert ("requires_approval", "memory_insert") in rules
+        script.enqueue(calling(tool_call("memory_insert", NOTE)))
+        paused = client.agents.messages.create(agent.id, input="note it")
+        assert paused.stop_reason.stop_reason == "requires_approval"
+        pending: Any = paused.messages[0]
+        call_id = pending.tool_call.tool_call_id
+        decision = {"type": "approval", "tool_call_id": call_id, "approve": False}
+        script.enqueue(reply("ok"))
+        _reply(client, agent.id, decision)
+
+        cleared = client.agents.tools.update_approval(
+            "memory_insert", agent_id=agent.id, body_requires_approval=False
+        )
+
+        assert cleared is not None
+        assert all(r.type != "requires_approval" for r in cleared.tool_rules or [])
+
+    def test_update_approval_of_a_tool_not_attached_is_404(self, client: Letta) -> None:
+        agent = new_agent(client)
+
+        with pytest.raises(NotFoundError):
+            client.agents.tools.update_approval(
+                "no_such_tool", agent_id=agent.id, body_requires_approval=True
+            )

@@ -262,3 +262,48 @@ class TestCompaction:
             client.conversations.messages.compact(conversation.id)
 
         assert "Summarization failed" in str(error_detail(raised.value))
+
+
+class TestRequestOverrides:
+    def test_client_skills_are_listed_for_the_request_only(
+        self, client: Letta, script: ScriptedLlm
+    ) -> None:
+        agent = new_agent(client)
+        conversation = client.conversations.create(agent_id=agent.id)
+        skill = {"name": "deploy", "description": "Ships the app.\nMore.", "location": "/s/deploy"}
+        script.enqueue(reply("ok"), reply("ok"))
+
+        _say(client, conversation.id, "hi", client_skills=[skill])
+        _say(client, conversation.id, "again")
+
+        with_skill, without = (system_prompt(body) for body in script.requests())
+        assert "deploy" in with_skill
+        assert "Ships the app." in with_skill
+        assert "deploy" not in without
+        listed = client.conversations.messages.list(conversation.id, order="asc")
+        stored = next(m for m in listed if m.message_type == "system_message")
+        assert "deploy" not in str(stored.content)
+
+    def test_override_system_and_model_apply_to_one_request(
+        self, client: Letta, script: ScriptedLlm
+    ) -> None:
+        agent = new_agent(client)
+        conversation = client.conversations.create(agent_id=agent.id)
+        script.enqueue(reply("ok"), reply("ok"))
+
+        _say(client, conversation.id, "hi", override_system="You are terse.")
+        _say(client, conversation.id, "again")
+
+        first, second = script.requests()
+        assert system_prompt(first).startswith("You are terse.")
+        assert not system_prompt(second).startswith("You are terse.")
+
+    def test_unknown_override_model_is_a_clear_4xx(self, http: httpx.Client) -> None:
+        agent_id = http.post("/v1/agents/", json={"model": "openai/gpt-4o-mini"}).json()["id"]
+        body = {"input": "hi", "agent_id": agent_id, "streaming": False}
+        body["override_model"] = "nowhere/nothing"
+
+        response = http.post("/v1/conversations/default/messages", json=body)
+
+        assert 400 <= response.status_code < 500
+        assert response.json()["detail"]

@@ -20,6 +20,7 @@ PLANTED_BUG_SUBJECTS: Final = {
     "lost_working_memory_write": "working memory",
     "stale_block_history": "history of",
     "deferred_passages": "passage",
+    "unended_streams": "run",
 }
 SWEEP_SEEDS_CI: Final = range(1, 101)
 # Replaying a failing seed: `DST_SEED=N pytest tests/sim -k sweep` runs just that seed.

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query, Response
+from fastapi import Body, Depends, Query, Response
 
 from kelpie.api._deps import ServicesDep
 from kelpie.api._params import Limit, page_params
@@ -147,6 +147,26 @@ async def attach_agent_tool(agent_id: str, tool_id: str, services: ServicesDep) 
 async def detach_agent_tool(agent_id: str, tool_id: str, services: ServicesDep) -> Response:
     tool_id = checked_id(TOOL_PREFIX, tool_id, "tool_id")
     return json_response(await services.agents.detach_tool(_agent_id(agent_id), tool_id))
+
+
+@router.patch("/{agent_id}/tools/approval/{tool_name}", response_model=AgentState)
+async def update_tool_approval(
+    agent_id: str,
+    tool_name: str,
+    services: ServicesDep,
+    body_requires_approval: Annotated[
+        bool | None, Body(alias="requires_approval", embed=True)
+    ] = None,
+    query_requires_approval: Annotated[bool | None, Query(alias="requires_approval")] = None,
+) -> Response:
+    """Adds or removes the `requires_approval` rule for one of the agent's tools."""
+    wanted = (
+        body_requires_approval if body_requires_approval is not None else query_requires_approval
+    )
+    if wanted is None:
+        raise InvalidInput("requires_approval is required (in the body or the query)")
+    updated = await services.agents.set_tool_approval(_agent_id(agent_id), tool_name, wanted)
+    return json_response(updated)
 
 
 @tags_router.get("", response_model=list[str])

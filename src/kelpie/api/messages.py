@@ -12,6 +12,8 @@ from kelpie.errors import Conflict
 from kelpie.schemas import (
     AGENT_PREFIX,
     AgentState,
+    CompactionRequest,
+    CompactionResponse,
     LettaMessage,
     LettaMessageType,
     LettaRequest,
@@ -87,6 +89,17 @@ async def list_messages(
         all_threads=conversation_id is None,
     )
     return json_response(items)
+
+
+@router.post("/{agent_id}/summarize", response_model=CompactionResponse)
+async def summarize_messages(
+    agent_id: str,
+    services: ServicesDep,
+    body: Annotated[CompactionRequest | None, Body()] = None,
+) -> Response:
+    """Compacts the agent's own thread: its older messages become one summary."""
+    settings = None if body is None else body.compaction_settings
+    return json_response(await services.messages.compact(_agent_id(agent_id), None, settings))
 
 
 @router.patch("/{agent_id}/reset-messages", response_model=AgentState)

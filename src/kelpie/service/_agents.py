@@ -399,6 +399,20 @@ class AgentService:
         await self._env.store.detach_tool(agent_id, tool_id, self._env.clock.now_us())
         return await self.retrieve(agent_id, ALL_RELATIONSHIPS)
 
+    async def set_tool_approval(self, agent_id: str, tool_name: str, required: bool) -> AgentState:
+        """Adds (or removes) the `requires_approval` rule for one of the agent's tools."""
+        agent = await self.retrieve(agent_id, ("agent.tools",))
+        if tool_name not in {tool.name for tool in agent.tools}:
+            raise NotFound(f"Tool '{tool_name}' is not attached to agent {agent_id}")
+        rules = [
+            rule.model_dump()
+            for rule in agent.tool_rules
+            if not (rule.type == "requires_approval" and rule.tool_name == tool_name)
+        ]
+        if required:
+            rules.append({"type": "requires_approval", "tool_name": tool_name})
+        return await self.update(agent_id, AgentUpdate.model_validate({"tool_rules": rules}))
+
     async def list_tags(
         self, *, after: str | None, limit: int, query_text: str | None
     ) -> list[str]:

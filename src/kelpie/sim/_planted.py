@@ -5,7 +5,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, cast, final
 
-from kelpie.schemas import Block, BlockHistoryEntry, Passage
+from kelpie.schemas import Block, BlockHistoryEntry, Passage, Run, RunEvent
 from kelpie.storage import BlockChange, Page, StepCommit, Store
 
 # How many later store calls a deferred write waits before it really commits.
@@ -140,6 +140,21 @@ class DeferredPassages:
         return call
 
 
+@final
+class UnendedStreams:
+    """Fails a run without storing the end of its stream (start-up recovery, a turn that
+    died): readers of the run wait for an end that never comes."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+
+    async def save_run(self, run: Run, events: Sequence[RunEvent] = ()) -> None:
+        await self._inner.save_run(run, ())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 PLANTED_BUGS: Final[dict[str, Callable[[Store], Store]]] = {
     "lost_block_edit": lambda store: cast(Store, LostBlockEdit(store)),
     "ack_before_commit": lambda store: cast(Store, AckBeforeCommit(store)),
@@ -147,4 +162,5 @@ PLANTED_BUGS: Final[dict[str, Callable[[Store], Store]]] = {
     "lost_working_memory_write": lambda store: cast(Store, LostWorkingMemoryWrite(store)),
     "stale_block_history": lambda store: cast(Store, StaleBlockHistory(store)),
     "deferred_passages": lambda store: cast(Store, DeferredPassages(store)),
+    "unended_streams": lambda store: cast(Store, UnendedStreams(store)),
 }

@@ -157,16 +157,37 @@ async def _check_resume(client: "Client", run_id: str, events: list[StreamEvent]
 
 
 async def audit_streams(client: "Client") -> None:
-    """Every stream the client was sent is still stored exactly as it was sent."""
+    """Every stream the client was sent is still stored exactly as it was sent, and every
+    background run of its agents has a stored end (a run cut off by a crash was ended at
+    start-up: its readers are never left waiting)."""
     for run_id, (agent_id, seen) in client.model.streams.items():
         agent = client.model.agents[agent_id]
         if not (agent.exists.certain and agent.exists.value):
             continue  # deleting an agent deletes its runs
-        outcome = await client.send(
-            "audit_stream", "POST", f"/v1/runs/{run_id}/stream", json={"starting_after": 0}
-        )
-        # 410: a clock jump aged the run past the three hours streams are kept.
-        if not acknowledged(outcome, "audit_stream", 200, 410) or outcome.status == 410:
-            continue
-        stored = [(e.event, e.data) for e in parse_sse(outcome.body)]
-        require(stored == seen, f"run {run_id}: stored stream changed after a crash")
+        stored = await _replay(client, run_id)
+        if stored is not None:
+            require(stored == seen, f"run {run_id}: stored stream changed after a crash")
+    for agent in client.model.agents.values():
+        if agent.exists.certain and agent.exists.value:
+            await _audit_agent_runs(client, agent)
+
+
+async def _replay(client: "Client", run_id: str) -> list[tuple[str | None, str]] | None:
+    outcome = await client.send(
+        "audit_stream", "POST", f"/v1/runs/{run_id}/stream", json={"starting_after": 0}
+    )
+    # 410: a clock jump aged the run past the three hours streams are kept.
+    if not acknowledged(outcome, "audit_stream", 200, 410) or outcome.status == 410:
+        return None
+    events = parse_sse(outcome.body)
+    stored = check_stored_stream(f"run {run_id}", events, outcome.faults)
+    require(stored == len(events), f"run {run_id}: its stored stream has no end")
+    return [(e.event, e.data) for e in events]
+
+
+async def _audit_agent_runs(client: "Client", agent: AgentModel) -> None:
+    params = {"agent_id": agent.id, "background": True, "limit": 1000}
+    outcome = await client.send("audit_background_runs", "GET", "/v1/runs/", params=params)
+    if acknowledged(outcome, "audit background runs", 200):
+        for run in outcome.body:
+            await _replay(client, run["id"])
