@@ -307,3 +307,32 @@ class TestRequestOverrides:
 
         assert 400 <= response.status_code < 500
         assert response.json()["detail"]
+
+
+class TestTurnsLeaveTheAgentAlone:
+    def test_a_patch_during_a_turn_and_the_agents_secrets_survive_it(
+        self, client: Letta, script: ScriptedLlm, kelpie_server: str
+    ) -> None:
+        agent = new_agent(client)
+        client.agents.update(agent.id, secrets={"API_TOKEN": "s3cret"})
+        script.enqueue(reply("slow answer", delay_s=1.0))
+        done: list[int] = []
+
+        def send() -> None:
+            with httpx.Client(base_url=kelpie_server, timeout=30) as raw:
+                done.append(
+                    raw.post(f"/v1/agents/{agent.id}/messages", json={"input": "hi"}).status_code
+                )
+
+        worker = threading.Thread(target=send)
+        worker.start()
+        threading.Event().wait(0.3)
+        client.agents.update(agent.id, name="renamed-mid-turn", tags=["mid"])
+        worker.join()
+
+        assert done == [200]
+        after = client.agents.retrieve(agent.id, include=["agent.secrets", "agent.tags"])
+        assert after.name == "renamed-mid-turn"
+        assert after.tags == ["mid"]
+        assert {s.key: s.value for s in after.secrets or []} == {"API_TOKEN": "s3cret"}
+        assert len(after.message_ids or []) == 3  # system, user, assistant

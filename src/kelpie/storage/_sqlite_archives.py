@@ -9,12 +9,12 @@ transaction (triggers of migration 0003).
 import json
 import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 from kelpie.schemas import Archive, Passage, datetime_from_us, us_from_datetime
 from kelpie.storage._queries import ArchiveQuery, Page
 from kelpie.storage._sql import like_pattern, placeholders
+from kelpie.storage._sqlite_rows import SqliteRows
 
 
 def _archive(row: Sequence[Any]) -> Archive:
@@ -25,26 +25,7 @@ def _archive(row: Sequence[Any]) -> Archive:
     return Archive.model_validate(fields)
 
 
-class ArchiveRows:
-    """Needs the host store's transaction, read and paging helpers."""
-
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
-
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        raise NotImplementedError
-
-    def _paged(
-        self,
-        table: str,
-        alias: str,
-        page: Page,
-        where: list[str],
-        params: list[object],
-        column: str = "created_at",
-    ) -> tuple[str, list[object], bool]:
-        raise NotImplementedError
-
+class ArchiveRows(SqliteRows):
     # Passages ----------------------------------------------------------------------------
 
     async def insert_passages(self, passages: Sequence[Passage]) -> None:

@@ -4,12 +4,12 @@ matches and hands back keys, vectors and rows."""
 
 import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import Any, Final
+from typing import Final
 
 from kelpie.schemas import Message, Passage, us_from_datetime
 from kelpie.storage._search import SearchFilter, SearchKind, VectorRows, message_search_text
 from kelpie.storage._sql import SQL_VARIABLES_MAX, placeholders
+from kelpie.storage._sqlite_rows import SqliteRows
 
 # (index table, FTS table, scope column) per kind.
 _TABLES: Final[dict[str, tuple[str, str, str]]] = {
@@ -47,15 +47,7 @@ def _where(search: SearchFilter) -> tuple[list[str], list[object]]:
     return where, params
 
 
-class SearchRows:
-    """Needs the host store's transaction and read helpers."""
-
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
-
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        raise NotImplementedError
-
+class SearchRows(SqliteRows):
     @staticmethod
     def _index_messages(db: sqlite3.Connection, messages: Sequence[Message]) -> None:
         """Index rows and FTS rows for the searchable messages, in the caller's transaction.
