@@ -67,6 +67,19 @@ def _parse_date(text: object, *, end: bool) -> int | None:
     return us_from_datetime(value)
 
 
+def _date_range(
+    arguments: Mapping[str, Any], start_key: str, end_key: str
+) -> tuple[int | None, int | None] | str:
+    """(start, end) in microseconds, or the error text the model gets for a bad date."""
+    try:
+        return (
+            _parse_date(arguments.get(start_key), end=False),
+            _parse_date(arguments.get(end_key), end=True),
+        )
+    except ValueError as error:
+        return f"Invalid date: {error}. {_DATE_HELP}"
+
+
 def _count(value: object, default: int) -> int:
     """A result count the model asked for, within 1..SEARCH_RESULTS_MAX."""
     try:
@@ -202,14 +215,10 @@ class ToolExecutor:
         unknown = [role for role in roles if role not in SEARCHABLE_ROLES]
         if unknown:
             return f"Unknown roles {unknown}: use assistant, user or tool", False
-        try:
-            start_us = _parse_date(arguments.get("start_date"), end=False)
-            end_us = _parse_date(arguments.get("end_date"), end=True)
-        except ValueError as error:
-            return (
-                f"Invalid date: {error}. Use ISO 8601, e.g. 2024-01-15 or 2024-01-15T14:30",
-                False,
-            )
+        dates = _date_range(arguments, "start_date", "end_date")
+        if isinstance(dates, str):
+            return dates, False
+        start_us, end_us = dates
         search = SearchFilter(
             kind="message", scopes=(self._agent.id,), start_us=start_us, end_us=end_us, roles=roles
         )
@@ -256,14 +265,10 @@ class ToolExecutor:
         query = arguments.get("query")
         if not isinstance(query, str) or not query.strip():
             return "archival_memory_search needs a non-empty string 'query'", False
-        try:
-            start_us = _parse_date(arguments.get("start_datetime"), end=False)
-            end_us = _parse_date(arguments.get("end_datetime"), end=True)
-        except ValueError as error:
-            return (
-                f"Invalid date: {error}. Use ISO 8601, e.g. 2024-01-15 or 2024-01-15T14:30",
-                False,
-            )
+        dates = _date_range(arguments, "start_datetime", "end_datetime")
+        if isinstance(dates, str):
+            return dates, False
+        start_us, end_us = dates
         search = SearchFilter(
             kind="passage",
             scopes=await self._search.agent_archives(self._agent.id),

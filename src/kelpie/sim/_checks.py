@@ -119,7 +119,7 @@ def check_journal(block: BlockModel, value: str) -> None:
     present = set(tokens)
     lost = block.tokens_certain - present
     require(not lost, f"{what}: acknowledged tokens lost: {sorted(lost)}")
-    strangers = present - block.tokens_certain - block.tokens_maybe
+    strangers = present - block.tokens_certain - block.tokens_maybe - block.tokens_pending
     require(not strangers, f"{what}: tokens no turn wrote: {sorted(strangers)}")
     # A turn that is over either committed its token or never will: settle.
     if settling():

@@ -146,6 +146,9 @@ class BlockModel:
     journal: bool = False
     tokens_certain: set[str] = dataclasses.field(default_factory=set)
     tokens_maybe: set[str] = dataclasses.field(default_factory=set)
+    # Tokens of background runs whose stream was cut short: the run may still be going and
+    # commit its token after any read, so no read settles them.
+    tokens_pending: set[str] = dataclasses.field(default_factory=set)
     # Non-journal blocks: the value at creation, and the writes since the last time the
     # history was read (then settled to what it showed; `history_seqs` keeps its seqs
     # with their old and new values, for restores).

@@ -127,7 +127,9 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
     assert run_id is not None
     agent.run_maybe_running = not complete
     if not complete:
-        return  # cut short by a fault: the run may still go on
+        # Cut short by a fault: the run may still go on, and commit its token later.
+        journal.tokens_pending.add(token)
+        return
     client.model.streams[run_id] = (agent.id, [(e.event, e.data) for e in events])
     await _check_resume(client, run_id, events)
     if client.entropy.random() < RETRY_SHARE:
