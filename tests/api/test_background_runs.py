@@ -244,3 +244,27 @@ class TestCancel:
         stops = [i for i in items if isinstance(i, dict) and i["message_type"] == "stop_reason"]
         assert [s["stop_reason"] for s in stops] == ["cancelled"]
         assert _wait_done(client, run_id).status == "cancelled"
+
+
+class TestAsyncRuns:
+    def test_an_async_run_can_be_followed_as_a_stream(
+        self, client: Letta, http: httpx.Client, script: ScriptedLlm, conversation: str
+    ) -> None:
+        agent_id = client.conversations.retrieve(conversation).agent_id
+        script.enqueue(reply("done in the background", delay_s=0.2))
+        run = client.agents.messages.create_async(agent_id, input="go")
+
+        with http.stream(
+            "POST", f"/v1/runs/{run.id}/stream", json={"starting_after": 0}
+        ) as response:
+            items = _read(response)
+
+        payloads = [i for i in items if isinstance(i, dict) and i["message_type"] != "ping"]
+        assert [p["message_type"] for p in payloads] == [
+            "assistant_message",
+            "stop_reason",
+            "usage_statistics",
+        ]
+        assert payloads[0]["content"] == "done in the background"
+        assert items[-1] == "[DONE]"
+        assert _wait_done(client, run.id).status == "completed"

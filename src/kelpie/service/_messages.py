@@ -166,7 +166,6 @@ class MessageService:
         thread (a pending approval): every refusal (400, 404, 409) is raised here, before
         a stream starts."""
         sent = read_input(request)
-        await self.thread(run.agent_id, run.conversation_id)  # 404s before the lock
         stack = contextlib.AsyncExitStack()
         activation = await stack.enter_async_context(
             self._runtime.turn(run.agent_id, run.conversation_id, run.id)
@@ -311,7 +310,7 @@ class MessageService:
     async def queue_turn(self, request: LettaRequest, run: Run) -> None:
         """Starts the turn detached from the request (`/messages/async`); refusals (400,
         404, 409) are still raised here."""
-        started = await self.start_turn(request, run)
+        started = await self.start_turn(request, run, stream=self.stored_stream(run))
         self.run_detached(started)
 
     def stored_stream(self, run: Run) -> StoredStream:
