@@ -83,14 +83,18 @@ class OpenAIClient:
             raise self._translate(error) from error
 
     async def _create(self, request: LlmRequest) -> ChatCompletion:
-        return await self._sdk.chat.completions.create(**_create_params(request))
+        model, body = _wire_body(_create_params(request))
+        return await self._sdk.chat.completions.create(model=model, messages=[], extra_body=body)
 
     async def _stream(self, request: LlmRequest, on_delta: OnDelta) -> LlmResponse:
         import openai
 
         params = _create_params(request)
         params["stream_options"] = {"include_usage": True}
-        stream = await self._sdk.chat.completions.create(**params, stream=True)
+        model, body = _wire_body(params)
+        stream = await self._sdk.chat.completions.create(
+            model=model, messages=[], stream=True, extra_body=body
+        )
         assembly = _StreamAssembly()
         async with stream:
             try:
@@ -154,6 +158,16 @@ def _create_params(request: LlmRequest) -> CompletionCreateParamsBase:
     if config.temperature is not None and not reasoning_model:
         params["temperature"] = config.temperature
     return params
+
+
+def _wire_body(params: CompletionCreateParamsBase) -> tuple[str, dict[str, object]]:
+    """(model, the rest) for `create(..., extra_body=rest)`. The SDK transforms the typed
+    arguments of every request, at ~0.13 ms per message (140 ms for a 1,000-message
+    history); `extra_body` is sent as given, and these params are already in wire form."""
+    body: dict[str, object] = dict(params)
+    model = body.pop("model")
+    assert isinstance(model, str), "a request names its model"
+    return model, body
 
 
 def _tool_param(

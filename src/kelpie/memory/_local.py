@@ -9,6 +9,9 @@ simulator, which has no threads, uses `HashingEmbedder` instead.
 
 import asyncio
 import concurrent.futures
+import contextlib
+import os
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -26,6 +29,8 @@ LOCAL_MODEL: Final = "kelpie/all-minilm-l6-v2"
 LOCAL_DIM: Final = 384
 # all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces.
 LOCAL_TOKENS_MAX: Final = 256
+# The embedding thread's niceness: the lowest priority, so a request never waits on it.
+EMBED_THREAD_NICE: Final = 19
 
 
 @final
@@ -64,13 +69,21 @@ class _Model:
         return normalised(pooled)
 
 
+def _yield_cpu() -> None:
+    """Runs the embedding thread (and the ONNX threads it starts, which inherit it) at the
+    lowest CPU priority: embedding is background work, and requests must not queue behind
+    it on a small machine. Linux sets niceness per thread; elsewhere this does nothing."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EMBED_THREAD_NICE)
+
+
 @final
 class LocalEmbedder:
     def __init__(self) -> None:
         # One thread: the model is loaded once and batches never run concurrently (the ONNX
         # session uses every core for one batch already).
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="kelpie-embed"
+            max_workers=1, thread_name_prefix="kelpie-embed", initializer=_yield_cpu
         )
         self._model: _Model | None = None
 

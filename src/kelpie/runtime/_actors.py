@@ -17,6 +17,8 @@ IDLE_TIMEOUT_S_DEFAULT: Final = 300.0
 # Turns in progress on one agent at once (one per conversation); more are refused.
 MAILBOX_DEPTH_MAX: Final = 64
 DEFAULT_CONVERSATION: Final = "default"
+# Busy activations a put-away scan steps over before it gives up until the next activation.
+PUT_AWAY_SCAN_BUSY_MAX: Final = 1_000
 
 
 class ConversationBusy(Conflict):
@@ -68,6 +70,7 @@ class AgentRuntime:
         self._idle_timeout_s = idle_timeout_s
         # Least recently used first.
         self._active: collections.OrderedDict[str, Activation] = collections.OrderedDict()
+        self._evicting: list[str] = []
         self.activations_total = 0
 
     @property
@@ -93,14 +96,25 @@ class AgentRuntime:
     def _put_away(self, now: float, *, keep: str) -> None:
         """Deactivates idle activations past the timeout, then least-recently-used idle
         ones while over the cap. Busy activations, and `keep` (being activated), stay; the
-        cap may be exceeded while every other activation is busy."""
-        for agent_id, activation in list(self._active.items()):
+        cap may be exceeded while every other activation is busy.
+
+        The table is in order of last use, so the scan stops at the first activation that
+        is neither expired nor over the cap: a hot activation costs O(1), not O(active)."""
+        passed: list[str] = []  # busy ones, skipped
+        for agent_id, activation in self._active.items():
             if agent_id == keep or not activation.idle:
+                passed.append(agent_id)
+                if len(passed) > PUT_AWAY_SCAN_BUSY_MAX:
+                    break
                 continue
-            over_cap = len(self._active) > self._active_max
+            over_cap = len(self._active) - len(self._evicting) > self._active_max
             expired = now - activation.last_used_s > self._idle_timeout_s
-            if over_cap or expired:
-                del self._active[agent_id]
+            if not (over_cap or expired):
+                break
+            self._evicting.append(agent_id)
+        for agent_id in self._evicting:
+            del self._active[agent_id]
+        self._evicting.clear()
 
     @contextlib.asynccontextmanager
     async def turn(
@@ -122,6 +136,8 @@ class AgentRuntime:
             del activation.turns[key]
             activation.cancels.pop(run_id, None)
             activation.last_used_s = self._clock.monotonic_s()
+            if agent_id in self._active:
+                self._active.move_to_end(agent_id)
 
     def running_runs(self, agent_id: str) -> list[str]:
         activation = self._active.get(agent_id)
