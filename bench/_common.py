@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import json
 import os
+import platform
 import signal
 import socket
 import statistics
@@ -379,3 +380,22 @@ def step(title: str) -> Iterator[None]:
     started = time.perf_counter()
     yield
     print(f"done in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def write_results(
+    path: Path, config: Mapping[str, Any], rows: Sequence[Row], details: Mapping[str, Any]
+) -> None:
+    """The `--json` file every benchmark writes: its config, the machine, the table rows
+    and the raw figures."""
+    payload = {
+        "config": {**config, "percentile_method": "nearest-rank"},
+        "environment": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "rows": [row.as_json() for row in rows],
+        "details": details,
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"Wrote {path}")

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -65,6 +63,7 @@ from _common import (
     start_fake_llm,
     start_server,
     step,
+    write_results,
 )
 
 LIST_LIMIT = 50
@@ -468,27 +467,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("All targets met." if not misses else f"Missed: {', '.join(misses)}")
 
     if config.json_path is not None:
-        payload = {
-            "config": {
-                "agents_create": config.agents_create,
-                "agents_total": config.agents_total,
-                "startups": config.startups,
-                "gets": config.gets,
-                "lists": config.lists,
-                "fill_workers": config.fill_workers,
-                "seed": config.seed,
-                "percentile_method": "nearest-rank",
-            },
-            "environment": {
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
-            },
-            "rows": [r.as_json() for r in rows],
-            "details": details,
+        settings = {
+            "agents_create": config.agents_create,
+            "agents_total": config.agents_total,
+            "startups": config.startups,
+            "gets": config.gets,
+            "lists": config.lists,
+            "fill_workers": config.fill_workers,
+            "seed": config.seed,
         }
-        config.json_path.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"Wrote {config.json_path}")
+        write_results(config.json_path, settings, rows, details)
     return 0
 
 

@@ -36,7 +36,6 @@ import contextlib
 import itertools
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -68,6 +67,7 @@ from _common import (
     start_fake_llm,
     start_server,
     step,
+    write_results,
 )
 from kelpie.env import Config as KelpieConfig
 from kelpie.env import Env, SystemClock, system_entropy
@@ -916,34 +916,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("All targets met." if not misses else f"Missed: {', '.join(misses)}")
 
     if config.json_path is not None:
-        payload = {
-            "config": {
-                "agents": config.agents,
-                "plain": config.plain,
-                "memory": config.memory,
-                "inproc_plain": config.inproc_plain,
-                "inproc_memory": config.inproc_memory,
-                "hot_iterations": config.hot_iterations,
-                "sizes": config.sizes,
-                "cold_size": config.cold_size,
-                "cold_retrieves": config.cold_retrieves,
-                "cold_sends": config.cold_sends,
-                "activate": config.activate,
-                "cap_activate": config.cap_activate,
-                "seed": config.seed,
-                "stock_fake": config.stock_fake,
-                "percentile_method": "nearest-rank",
-            },
-            "environment": {
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
-            },
-            "rows": [r.as_json() for r in rows],
-            "details": details,
+        settings = {
+            "agents": config.agents,
+            "plain": config.plain,
+            "memory": config.memory,
+            "inproc_plain": config.inproc_plain,
+            "inproc_memory": config.inproc_memory,
+            "hot_iterations": config.hot_iterations,
+            "sizes": config.sizes,
+            "cold_size": config.cold_size,
+            "cold_retrieves": config.cold_retrieves,
+            "cold_sends": config.cold_sends,
+            "activate": config.activate,
+            "cap_activate": config.cap_activate,
+            "seed": config.seed,
+            "stock_fake": config.stock_fake,
         }
-        config.json_path.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"Wrote {config.json_path}")
+        write_results(config.json_path, settings, rows, details)
     return 0
 
 
