@@ -273,7 +273,6 @@ PUBLIC_SURFACES: Final[dict[str, tuple[str, ...]]] = {
         "StoredStream",
         "ToolService",
         "WorkingMemoryService",
-        "event_payload",
         "prepare",
         "thread_of",
     ),

@@ -72,6 +72,9 @@ async def live_events(
     run = started.turn.run
     relay: asyncio.Queue[Any] = asyncio.Queue()
     task = asyncio.ensure_future(started.run())
+    # A client that leaves does not stop the turn; its failure (already recorded on the
+    # run) is read here so it is not reported as never retrieved.
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
     ended = False
 
     async def pump() -> None:

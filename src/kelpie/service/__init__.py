@@ -13,7 +13,7 @@ from kelpie.service._message_lookup import MessageLookup
 from kelpie.service._messages import MessageService, Reattached, StartedTurn
 from kelpie.service._recall import RecallService
 from kelpie.service._startup import prepare
-from kelpie.service._streams import LiveStream, StoredStream, event_payload
+from kelpie.service._streams import LiveStream, StoredStream
 from kelpie.service._threads import AwaitingApproval
 from kelpie.service._tools import ToolService
 from kelpie.service._working_memory import WorkingMemoryService
@@ -37,7 +37,6 @@ __all__ = [
     "StoredStream",
     "ToolService",
     "WorkingMemoryService",
-    "event_payload",
     "prepare",
     "thread_of",
 ]

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Final
+from typing import Final
 
 from kelpie.agent import Item, WriteWithEvents
 from kelpie.env import Env
@@ -150,7 +150,3 @@ async def follow_run(
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watch.wait(), FOLLOW_POLL_S_MAX)
-
-
-def event_payload(event: RunEvent) -> dict[str, Any] | str:
-    return event.data if event.data == STREAM_DONE else json.loads(event.data)
