@@ -4,12 +4,14 @@ matches and hands back keys, vectors and rows."""
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, TypeVar
 
 from kelpie.schemas import Message, Passage, us_from_datetime
 from kelpie.storage._search import SearchFilter, SearchKind, VectorRows, message_search_text
 from kelpie.storage._sql import SQL_VARIABLES_MAX, placeholders
 from kelpie.storage._sqlite_rows import SqliteRows
+
+_Row = TypeVar("_Row", Passage, Message)
 
 # (index table, FTS table, scope column) per kind.
 _TABLES: Final[dict[str, tuple[str, str, str]]] = {
@@ -192,25 +194,24 @@ class SearchRows(SqliteRows):
             )
 
     async def passages_by_key(self, seqs: Sequence[int]) -> dict[int, Passage]:
-        found: dict[int, Passage] = {}
-        for chunk in _chunks(seqs):
-            rows = self._read(
-                "SELECT i.seq, p.data FROM passage_index i JOIN passages p ON p.id = i.passage_id"
-                f" WHERE i.seq IN ({placeholders(chunk)})",
-                chunk,
-            )
-            found.update((seq, Passage.model_validate_json(data)) for seq, data in rows)
-        return found
+        return self._rows_by_key("passage", seqs, Passage)
 
     async def messages_by_key(self, seqs: Sequence[int]) -> dict[int, Message]:
-        found: dict[int, Message] = {}
+        return self._rows_by_key("message", seqs, Message)
+
+    def _rows_by_key(
+        self, kind: SearchKind, seqs: Sequence[int], model: type[_Row]
+    ) -> dict[int, _Row]:
+        """The rows behind index keys (`passage_index` / `message_index` seqs)."""
+        table = "passages" if kind == "passage" else "messages"
+        found: dict[int, _Row] = {}
         for chunk in _chunks(seqs):
             rows = self._read(
-                "SELECT i.seq, m.data FROM message_index i JOIN messages m ON m.id = i.message_id"
+                f"SELECT i.seq, r.data FROM {kind}_index i JOIN {table} r ON r.id = i.{kind}_id"
                 f" WHERE i.seq IN ({placeholders(chunk)})",
                 chunk,
             )
-            found.update((seq, Message.model_validate_json(data)) for seq, data in rows)
+            found.update((seq, model.model_validate_json(data)) for seq, data in rows)
         return found
 
 
