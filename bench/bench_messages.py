@@ -74,6 +74,7 @@ from kelpie.env import Env, SystemClock, system_entropy
 from kelpie.llm import LlmRequest, LlmResponse, ProviderCatalog, ScriptedProviders, ToolCall, Usage
 from kelpie.memory import HashingEmbedder, MemorySearch
 from kelpie.runtime import ACTIVE_AGENTS_MAX_DEFAULT, Activation, AgentRuntime
+from kelpie.sandbox import ProcessSandbox
 from kelpie.schemas import (
     AGENT_PREFIX,
     BLOCK_PREFIX,
@@ -151,6 +152,7 @@ def open_env(
         models=ProviderCatalog(config, clock),
         llm=ScriptedProviders(memory_script()),
         embedder=HashingEmbedder(),
+        sandbox=ProcessSandbox(root_dir=data_dir / "sandbox", pool_size=0),
     )
 
 

@@ -16,6 +16,19 @@ def test_fault_plan_parse_reads_kinds_and_probabilities() -> None:
     assert plan.describe() == "storage_read_failure=0.5, crash=0.01"
 
 
+def test_fault_plan_parse_reads_sandbox_kinds() -> None:
+    plan = FaultPlan.parse("sandbox_crash=0.1,sandbox_timeout=0.2,sandbox_slow_start=0.3")
+    assert (plan.sandbox_crash, plan.sandbox_timeout, plan.sandbox_slow_start) == (0.1, 0.2, 0.3)
+    assert plan.describe() == "sandbox_crash=0.1, sandbox_timeout=0.2, sandbox_slow_start=0.3"
+
+
+def test_drawn_plans_include_sandbox_faults() -> None:
+    plans = [FaultPlan.draw(Entropy(seed).fork("plan")) for seed in range(40)]
+    assert any(plan.sandbox_crash for plan in plans)
+    assert any(plan.sandbox_timeout for plan in plans)
+    assert any(plan.sandbox_slow_start for plan in plans)
+
+
 def test_fault_plan_parse_rejects_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown fault"):
         FaultPlan.parse("meteor=1")

@@ -9,7 +9,7 @@ from typing import Final
 import pytest
 
 from kelpie.sim import FaultPlan, run_seed
-from kelpie.sim._planted import PLANTED_BUGS
+from kelpie.sim._planted import PLANTED_BUGS, PLANTED_SANDBOX_BUGS
 
 SEEDS_TO_CATCH_PLANTED_BUG_MAX: Final = 20
 # What each planted bug's failure talks about.
@@ -22,6 +22,7 @@ PLANTED_BUG_SUBJECTS: Final = {
     "deferred_passages": "passage",
     "unended_streams": "run",
 }
+PLANTED_SANDBOX_BUG_SUBJECTS: Final = {"pool_never_refills": "sandbox pool"}
 SWEEP_SEEDS_CI: Final = range(1, 101)
 # Replaying a failing seed: `DST_SEED=N pytest tests/sim -k sweep` runs just that seed.
 SWEEP_SEEDS: Final = (
@@ -77,6 +78,38 @@ def test_run_under_heavy_faults_keeps_every_invariant() -> None:
 
 def test_every_planted_bug_names_its_subject() -> None:
     assert set(PLANTED_BUG_SUBJECTS) == set(PLANTED_BUGS)
+    assert set(PLANTED_SANDBOX_BUG_SUBJECTS) == set(PLANTED_SANDBOX_BUGS)
+
+
+@pytest.mark.parametrize("bug", sorted(PLANTED_SANDBOX_BUGS))
+def test_planted_sandbox_bug_is_caught_within_bounded_seeds(bug: str) -> None:
+    plan = FaultPlan(crash=0.02, sandbox_crash=0.2, sandbox_timeout=0.1)
+    factory = PLANTED_SANDBOX_BUGS[bug]
+    for seed in range(1, SEEDS_TO_CATCH_PLANTED_BUG_MAX + 1):
+        result = run_seed(seed, steps=100, plan=plan, sandbox_factory=factory)
+        if not result.ok:
+            print(f"planted bug {bug} caught by seed {seed}: {result.failure}")  # noqa: T201
+            assert result.failure is not None
+            assert PLANTED_SANDBOX_BUG_SUBJECTS[bug] in result.failure
+            replay = run_seed(seed, steps=100, plan=plan, sandbox_factory=factory)
+            assert replay.failure == result.failure
+            assert replay.trace_hash == result.trace_hash
+            return
+    pytest.fail(f"{bug} survived {SEEDS_TO_CATCH_PLANTED_BUG_MAX} seeds")
+
+
+def test_custom_tools_under_sandbox_faults_and_crashes_keep_every_invariant() -> None:
+    plan = FaultPlan(
+        sandbox_crash=0.2,
+        sandbox_timeout=0.15,
+        sandbox_slow_start=0.2,
+        llm_malformed=0.05,
+        storage_write_failure=0.02,
+        crash=0.02,
+    )
+    for seed in (1, 2, 4):
+        result = run_seed(seed, steps=150, plan=plan)
+        assert result.ok, f"replay with DST_SEED={seed}: {result.failure}"
 
 
 @pytest.mark.parametrize("bug", sorted(PLANTED_BUGS))

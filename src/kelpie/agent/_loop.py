@@ -22,10 +22,9 @@ from kelpie.agent._compaction import (
     summary_fields,
 )
 from kelpie.agent._events import DeltaStreamer, closing_items
-from kelpie.agent._executor import ToolExecutor, ToolOutcome
 from kelpie.agent._prompt import append_available_skills, compile_system_prompt, uses_line_numbers
 from kelpie.agent._render import SEND_MESSAGE_TOOL, expand
-from kelpie.agent._returns import exception_text, package_return, truncate_return
+from kelpie.agent._returns import package_return, truncate_return
 from kelpie.agent._rules import ToolRuleSolver
 from kelpie.agent._turn import Item, Turn, TurnResult, to_chat
 from kelpie.env import Env
@@ -48,6 +47,7 @@ from kelpie.schemas import (
     us_from_datetime,
 )
 from kelpie.storage import StepCommit, ThreadUpdate
+from kelpie.tools import ToolOutcome, ToolRegistry, ToolSession, default_registry
 
 HEARTBEAT_AGENT_TYPES: Final = frozenset({"memgpt_agent", "memgpt_v2_agent", "react_agent"})
 HEARTBEAT_OK: Final = (
@@ -97,10 +97,11 @@ class AgentLoop:
     def __init__(self, env: Env, memory: MemorySearch) -> None:
         self._env = env
         self._memory = memory
+        self._registry = default_registry(env)
 
     async def run_turn(self, turn: Turn) -> TurnResult:
         history = await self._env.store.get_messages(turn.context_ids)
-        return await _TurnRunner(self._env, self._memory, turn, history).run()
+        return await _TurnRunner(self._env, self._memory, self._registry, turn, history).run()
 
 
 @dataclasses.dataclass
@@ -111,11 +112,26 @@ class _Step:
 
 
 class _TurnRunner:
-    def __init__(self, env: Env, memory: MemorySearch, turn: Turn, history: list[Message]) -> None:
+    def __init__(
+        self,
+        env: Env,
+        memory: MemorySearch,
+        registry: ToolRegistry,
+        turn: Turn,
+        history: list[Message],
+    ) -> None:
         self._env = env
         self._memory = memory
         self._turn = turn
-        self._executor = ToolExecutor(env, memory, turn, list(turn.blocks))
+        self._registry = registry
+        self._session = ToolSession(
+            env,
+            memory,
+            agent=turn.agent,
+            run_id=turn.run.id,
+            blocks=list(turn.blocks),
+            environment=turn.tool_environment,
+        )
         self._solver = ToolRuleSolver(turn.agent.tool_rules)
         self._tools = {tool.name: tool for tool in turn.tools}
         # History is in creation order: its last message is the newest.
@@ -214,7 +230,7 @@ class _TurnRunner:
             update = {"approval_request": True, "approval_tool_call_ids": waiting}
             self.new[-1] = self.new[-1].model_copy(update=update)
             return "requires_approval"
-        outcomes = [(call, await self._run_tool(call)) for call in response.tool_calls]
+        outcomes = await self._run_tools(response.tool_calls)
         return self._after_tools(outcomes, step_id, heartbeat_needed=self._heartbeat)
 
     def _after_tools(
@@ -305,11 +321,26 @@ class _TurnRunner:
         await self._commit_step(None, self._running_run() if stop is None else None, returns)
         return stop
 
-    async def _run_tool(self, call: ToolCall) -> ToolOutcome:
+    async def _run_tools(self, calls: Sequence[ToolCall]) -> list[tuple[ToolCall, ToolOutcome]]:
+        """Runs a step's calls. Those that may run concurrently (sandboxed tools that do not
+        touch the agent's state) start at once; the rest run one by one, in order, beside
+        them. Returns come back in call order whatever order the calls finish in."""
+        started = {
+            call.id: asyncio.ensure_future(self._run_tool(call))
+            for call in calls
+            if self._registry.runs_concurrently(self._tools.get(call.name))
+        }
         try:
-            return await self._executor.execute(call, self._tools.get(call.name))
-        except Exception as error:  # a tool's own failure is the model's to see
-            return ToolOutcome(exception_text(call.name, error), False, {})
+            done = {call.id: await self._run_tool(call) for call in calls if call.id not in started}
+            for call_id, task in started.items():
+                done[call_id] = await task
+        finally:
+            for task in started.values():
+                task.cancel()
+        return [(call, done[call.id]) for call in calls]
+
+    async def _run_tool(self, call: ToolCall) -> ToolOutcome:
+        return await self._registry.execute(self._session, call, self._tools.get(call.name))
 
     def _record_return(self, call: ToolCall, outcome: ToolOutcome, step_id: str | None) -> None:
         tool = self._tools.get(call.name)
@@ -392,7 +423,7 @@ class _TurnRunner:
             return self._system
         text = append_available_skills(
             self._system.text or "",
-            blocks=list(self._executor.blocks.values()),
+            blocks=list(self._session.blocks.values()),
             client_skills=self._turn.client_skills,
         )
         return self._system.model_copy(update={"text": text})
@@ -401,7 +432,7 @@ class _TurnRunner:
         turn, agent = self._turn, self._turn.agent
         text = compile_system_prompt(
             system=turn.system_override or agent.system,
-            blocks=list(self._executor.blocks.values()),
+            blocks=list(self._session.blocks.values()),
             agent_type=agent.agent_type,
             agent_id=agent.id,
             conversation_id=turn.conversation_id,
@@ -413,12 +444,12 @@ class _TurnRunner:
             line_numbered=uses_line_numbers(agent.agent_type, turn.llm_config.model_endpoint_type),
         )
         # Recompiled only when memory changed: the timestamp alone is no reason to rewrite.
-        if self._system_dirty or self._executor.memory_changed:
+        if self._system_dirty or self._session.memory_changed:
             if text != self._system.text:
                 self._system = self._system.model_copy(update={"text": text})
                 self._committed.discard(self._system.id)
             self._system_dirty = False
-            self._executor.memory_changed = False
+            self._session.memory_changed = False
 
     # Runs, commits, events ---------------------------------------------------------------
 
@@ -489,15 +520,15 @@ class _TurnRunner:
             updated_at=max(self._now(), self._turn.agent.updated_at),
             finished_run=run if run is not None and run.status != "running" else None,
         )
-        executor = self._executor
-        memory_set, memory_deleted = executor.working_memory.written()
+        session = self._session
+        memory_set, memory_deleted = session.working_memory.written()
         commit = StepCommit(
             thread=thread,
             messages=tuple(pending),
-            blocks_changed=tuple(executor.changed),
-            blocks_created=tuple(executor.created.values()),
-            blocks_detached=tuple(executor.detached),
-            passages=tuple(executor.passages),
+            blocks_changed=tuple(session.changed),
+            blocks_created=tuple(session.created.values()),
+            blocks_detached=tuple(session.detached),
+            passages=tuple(session.passages),
             working_memory_set=memory_set,
             working_memory_deleted=memory_deleted,
             run=run,
@@ -509,13 +540,9 @@ class _TurnRunner:
 
         await self._turn.events.commit(items, write, final=final)
         self._committed.update(m.id for m in pending)
-        if pending or executor.passages:
+        if pending or session.passages:
             self._memory.notify_written()
-        executor.changed.clear()
-        executor.created.clear()
-        executor.detached.clear()
-        executor.passages.clear()
-        executor.working_memory.pending.clear()
+        session.committed()
 
     def _step_record(self, step: _Step) -> Step:
         config = self._turn.llm_config

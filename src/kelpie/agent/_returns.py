@@ -4,11 +4,8 @@ tool's `return_char_limit`."""
 
 import datetime as dt
 import json
-from typing import Final
 
 from kelpie.agent._prompt import format_letta_time
-
-ERROR_TEXT_CHARS_MAX: Final = 1000
 
 
 def truncate_return(text: str, limit: int) -> str:
@@ -30,9 +27,3 @@ def package_return(returned: str | None, *, ok: bool, now: dt.datetime, timezone
         },
         ensure_ascii=False,
     )
-
-
-def exception_text(tool_name: str, error: BaseException) -> str:
-    """Letta's error return for a tool that raised, cut to ERROR_TEXT_CHARS_MAX."""
-    text = f"Error executing function {tool_name}: {type(error).__name__}: {error}"
-    return text[:ERROR_TEXT_CHARS_MAX]

@@ -2,7 +2,7 @@
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from kelpie.llm import ChatMessage, LlmClient, LlmError, ToolCall, ToolSpec, Usage
@@ -78,6 +78,8 @@ class Turn:
     stream_tokens: bool = False
     events: TurnEvents = dataclasses.field(default_factory=NoEvents)
     client_tool_names: frozenset[str] = frozenset()
+    # The agent's secrets: the environment its sandboxed tools run with.
+    tool_environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Tools the client runs itself, offered to the model for this turn only.
     client_tools: tuple[ToolSpec, ...] = ()
     # (name, description, location) of the skills the client offers, for the prompt only.

@@ -21,6 +21,7 @@ from kelpie.service import (
     MessageLookup,
     MessageService,
     RecallService,
+    ToolRunService,
     ToolService,
     WorkingMemoryService,
 )
@@ -32,6 +33,7 @@ class Services:
     agents: AgentService
     blocks: BlockService
     tools: ToolService
+    tool_runs: ToolRunService
     messages: MessageService
     conversations: ConversationService
     exporter: AgentExporter
@@ -57,6 +59,7 @@ class Services:
             agents=agents,
             blocks=BlockService(env),
             tools=ToolService(env),
+            tool_runs=ToolRunService(env, agents),
             messages=MessageService(env, agents, runtime, memory),
             conversations=ConversationService(env, agents),
             exporter=AgentExporter(env, agents),

@@ -20,6 +20,8 @@ from kelpie.schemas import (
     BlockUpdate,
     Secret,
     Tool,
+    ToolExecutionResult,
+    ToolRunRequest,
 )
 from kelpie.storage import AgentQuery, Page
 
@@ -147,6 +149,15 @@ async def attach_agent_tool(agent_id: str, tool_id: str, services: ServicesDep) 
 async def detach_agent_tool(agent_id: str, tool_id: str, services: ServicesDep) -> Response:
     tool_id = checked_id(TOOL_PREFIX, tool_id, "tool_id")
     return json_response(await services.agents.detach_tool(_agent_id(agent_id), tool_id))
+
+
+@router.post("/{agent_id}/tools/{tool_name}/run", response_model=ToolExecutionResult)
+async def run_agent_tool(
+    agent_id: str, tool_name: str, body: ToolRunRequest, services: ServicesDep
+) -> Response:
+    """Runs one of the agent's custom tools now, with its state and secrets."""
+    result = await services.tool_runs.run_for_agent(_agent_id(agent_id), tool_name, body.args)
+    return json_response(result)
 
 
 @router.patch("/{agent_id}/tools/approval/{tool_name}", response_model=AgentState)

@@ -7,7 +7,14 @@ from fastapi import Depends, Query, Response
 from kelpie.api._deps import ServicesDep
 from kelpie.api._params import page_params
 from kelpie.api._routing import LettaRouter, checked_id, json_response
-from kelpie.schemas import TOOL_PREFIX, Tool, ToolCreate, ToolUpdate
+from kelpie.schemas import (
+    TOOL_PREFIX,
+    Tool,
+    ToolCreate,
+    ToolExecutionResult,
+    ToolRunFromSource,
+    ToolUpdate,
+)
 from kelpie.storage import Page, ToolQuery
 
 Page50 = Annotated[Page, Depends(page_params(50))]
@@ -68,6 +75,12 @@ async def list_tools(
 @router.post("/add-base-tools", response_model=list[Tool])
 async def add_base_tools(services: ServicesDep) -> Response:
     return json_response(await services.tools.add_base_tools())
+
+
+@router.post("/run", response_model=ToolExecutionResult)
+async def run_tool_from_source(body: ToolRunFromSource, services: ServicesDep) -> Response:
+    """Runs a function from source in the sandbox without storing a tool."""
+    return json_response(await services.tool_runs.run_from_source(body))
 
 
 @router.get("/{tool_id}", response_model=Tool)

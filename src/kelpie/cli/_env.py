@@ -14,10 +14,13 @@ from kelpie.memory import (
     LocalEmbedder,
     OpenAIEmbedder,
 )
+from kelpie.sandbox import ProcessSandbox
 from kelpie.storage import SqliteStore, Store
 
 SQLITE_URL_PREFIX = "sqlite:///"
 OPENAI_HANDLE_PREFIX = "openai/"
+# Under the data dir: requirement environments of custom tools, sandbox scratch.
+SANDBOX_DIR_NAME = "sandbox"
 
 
 def open_store(config: Config) -> Store:
@@ -71,4 +74,7 @@ def open_env(config: Config) -> Env:
         models=ProviderCatalog(config, clock),
         llm=LlmRouter(config, clock, entropy.fork("llm")),
         embedder=open_embedder(config),
+        sandbox=ProcessSandbox(
+            root_dir=config.data_dir / SANDBOX_DIR_NAME, pool_size=config.sandbox_pool_size
+        ),
     )

@@ -73,6 +73,7 @@ async def _serve(config: Config, log_level: str) -> None:
     finally:
         if isinstance(env.llm, LlmRouter):
             await env.llm.aclose()
+        await env.sandbox.close()
         await env.store.close()
 
 

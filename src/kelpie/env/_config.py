@@ -10,6 +10,9 @@ HOST_DEFAULT: Final = "127.0.0.1"
 PORT_DEFAULT: Final = 8283
 DATA_DIR_DEFAULT: Final = "~/.kelpie"
 DB_FILE_NAME: Final = "kelpie.db"
+# Mirrors of kelpie.sandbox's defaults (env sits below it and cannot import it).
+TOOL_TIMEOUT_S_DEFAULT: Final = 60.0
+SANDBOX_POOL_SIZE_DEFAULT: Final = 4
 
 
 @final
@@ -39,6 +42,10 @@ class Config:
     embedding_model: str | None = None
     embedding_dim: int | None = None
     embedding_base_url: str | None = None
+    # Custom tools: the wall-clock limit of a call without its own (metadata_.sandbox),
+    # and how many locked-down sandbox workers wait, pre-started, for a call.
+    tool_timeout_s: float = TOOL_TIMEOUT_S_DEFAULT
+    sandbox_pool_size: int = SANDBOX_POOL_SIZE_DEFAULT
 
     @property
     def database_url(self) -> str:
@@ -74,6 +81,10 @@ class Config:
             values["active_agents_max"] = int(active)
         if (idle := get("KELPIE_IDLE_TIMEOUT_S")) is not None:
             values["idle_timeout_s"] = float(idle)
+        if (timeout := get("KELPIE_TOOL_TIMEOUT_S")) is not None:
+            values["tool_timeout_s"] = float(timeout)
+        if (pool := get("KELPIE_SANDBOX_POOL_SIZE")) is not None:
+            values["sandbox_pool_size"] = int(pool)
         if (dim := get("KELPIE_EMBEDDING_DIM")) is not None:
             values["embedding_dim"] = int(dim)
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     # Type-only: the seams' protocols live in the layers that own them.
     from kelpie.llm import LlmProviders, ModelCatalog
     from kelpie.memory import Embedder
+    from kelpie.sandbox import Sandbox
     from kelpie.storage import Store
 
 
@@ -24,3 +25,4 @@ class Env:
     models: "ModelCatalog"
     llm: "LlmProviders"
     embedder: "Embedder"
+    sandbox: "Sandbox"

@@ -83,6 +83,35 @@ class ToolUpdate(ToolFields):
     source_code: str | None = Field(default=None, min_length=1, max_length=SOURCE_CODE_CHARS_MAX)
 
 
+class ToolRunFromSource(RequestModel):
+    """`POST /v1/tools/run`: run a function from source without storing it (Letta's body)."""
+
+    source_code: str = Field(min_length=1, max_length=SOURCE_CODE_CHARS_MAX)
+    args: dict[str, Any] = Field(default_factory=dict)
+    env_vars: dict[str, str] | None = None
+    name: str | None = None
+    source_type: Literal["python", "typescript"] | None = None
+    args_json_schema: dict[str, Any] | None = None
+    json_schema: dict[str, Any] | None = None
+    pip_requirements: list[PipRequirement] | None = None
+    npm_requirements: list[NpmRequirement] | None = None
+
+
+class ToolRunRequest(RequestModel):
+    """`POST /v1/agents/{id}/tools/{tool_name}/run` (letta-client `agents.tools.run`)."""
+
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolExecutionResult(ResponseModel):
+    status: Literal["success", "error"]
+    func_return: Any = None
+    agent_state: Any = None
+    stdout: list[str] = Field(default_factory=list)
+    stderr: list[str] = Field(default_factory=list)
+    sandbox_config_fingerprint: str | None = None
+
+
 class _Rule(RequestModel):
     tool_name: str = Field(min_length=1)
     prompt_template: str | None = None

@@ -15,6 +15,7 @@ from kelpie.service._recall import RecallService
 from kelpie.service._startup import prepare
 from kelpie.service._streams import LiveStream, StoredStream
 from kelpie.service._threads import AwaitingApproval
+from kelpie.service._tool_runs import ToolRunService
 from kelpie.service._tools import ToolService
 from kelpie.service._working_memory import WorkingMemoryService
 
@@ -35,6 +36,7 @@ __all__ = [
     "RecallService",
     "StartedTurn",
     "StoredStream",
+    "ToolRunService",
     "ToolService",
     "WorkingMemoryService",
     "prepare",

@@ -223,7 +223,11 @@ class AgentImporter:
             name, schema, description = None, file_tool.json_schema, file_tool.description
             if file_tool.source_code or schema is not None:
                 name, schema, description = name_and_schema(
-                    file_tool.source_code or "", schema, description
+                    file_tool.source_code or "",
+                    schema,
+                    description,
+                    file_tool.source_type,
+                    runs_source=file_tool.tool_type in (None, "custom"),
                 )
             name = file_tool.name or name
             if not name:

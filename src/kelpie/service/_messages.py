@@ -144,13 +144,17 @@ class MessageService:
         )
 
     async def thread(self, agent_id: str, conversation_id: str | None) -> Thread:
-        agent = await self._agents.retrieve(agent_id, ("agent.blocks", "agent.tools"))
+        agent = await self._agents.retrieve(
+            agent_id, ("agent.blocks", "agent.tools", "agent.secrets")
+        )
+        secrets = {secret.key: secret.value or "" for secret in agent.secrets}
+        agent = agent.model_copy(update={"secrets": [], "tool_exec_environment_variables": []})
         conversation = None
         if conversation_id is not None:
             conversation = await self._env.store.get_conversation(conversation_id)
             if conversation is None or conversation.agent_id != agent_id:
                 raise NotFound(f"Conversation {conversation_id} not found")
-        return Thread(agent, conversation)
+        return Thread(agent, conversation, secrets)
 
     async def find_retry(self, run: Run) -> Reattached | None:
         """A background send whose otids started a run already follows that run."""
@@ -212,6 +216,7 @@ class MessageService:
             stream_tokens=request.stream_tokens,
             events=stream or NoEvents(),
             client_tool_names=frozenset(tool.name for tool in client_tools),
+            tool_environment=thread.secrets,
             client_tools=tuple(
                 ToolSpec(
                     name=tool.name,

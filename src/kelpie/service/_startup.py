@@ -17,6 +17,7 @@ async def prepare(env: Env) -> None:
     """Makes sure the built-in tools exist, so agents can attach them by name, and ends
     every run a previous process left unfinished: failed, with the reason, never running;
     a background run's stored stream gets its end, so readers see the run finish."""
+    await env.sandbox.start()
     await ToolService(env).add_base_tools()
     for run in await env.store.active_runs():
         await _fail_left_over(env, run)

@@ -8,7 +8,7 @@ user messages. Every refusal here is Letta's, word for word where letta-code mat
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from kelpie.agent import ApprovalReply
@@ -48,6 +48,9 @@ class AwaitingApproval(Conflict):
 class Thread:
     agent: AgentState
     conversation: Conversation | None
+    # The agent's secrets, kept apart from `agent` so that nothing rendering the agent
+    # can show them: the environment of its sandboxed tools.
+    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def conversation_id(self) -> str | None:

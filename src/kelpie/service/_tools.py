@@ -5,17 +5,26 @@ from kelpie.env import Env
 from kelpie.errors import Conflict, InvalidInput, NotFound
 from kelpie.schemas import TOOL_PREFIX, Tool, ToolCreate, ToolUpdate, datetime_from_us
 from kelpie.storage import Page, ToolQuery
-from kelpie.tools import BUILTIN_TOOLS, derive_tool_schema
+from kelpie.tools import BUILTIN_TOOLS, check_schema_matches, derive_tool_schema, sandbox_settings
 
 
 def name_and_schema(
-    source_code: str, json_schema: dict[str, object] | None, description: str | None
+    source_code: str,
+    json_schema: dict[str, object] | None,
+    description: str | None,
+    source_type: str | None = None,
+    *,
+    runs_source: bool = True,
 ) -> tuple[str, dict[str, object], str | None]:
-    """A client-supplied json_schema wins (Letta's rule); otherwise derive from source."""
+    """A client-supplied json_schema wins (Letta's rule) if it matches the source's
+    function; otherwise derive from source. `runs_source` is False for tools the server
+    implements itself (an agent file's built-ins), whose source is never run."""
     if json_schema is not None:
         name = json_schema.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidInput("json_schema must have a non-empty string 'name'")
+        if runs_source and source_type in (None, "python"):
+            check_schema_matches(source_code, json_schema)
         schema_description = json_schema.get("description")
         if description is None and isinstance(schema_description, str):
             description = schema_description
@@ -24,14 +33,21 @@ def name_and_schema(
     return derived.name, derived.json_schema, description or derived.description
 
 
+def _check_sandbox_settings(metadata: dict[str, object] | None) -> None:
+    settings = sandbox_settings(metadata)
+    if isinstance(settings, str):
+        raise InvalidInput(settings)
+
+
 class ToolService:
     def __init__(self, env: Env) -> None:
         self._env = env
 
     def _build(self, request: ToolCreate, *, tool_id: str, created_us: int) -> Tool:
         name, schema, description = name_and_schema(
-            request.source_code, request.json_schema, request.description
+            request.source_code, request.json_schema, request.description, request.source_type
         )
+        _check_sandbox_settings(request.metadata_)
         fields = request.model_dump(
             exclude_none=True, exclude={"json_schema", "description", "source_type"}
         )
@@ -78,12 +94,15 @@ class ToolService:
                 changes.get("source_code", tool.source_code or ""),
                 changes.get("json_schema"),
                 changes.get("description"),
+                changes.get("source_type", tool.source_type),
             )
             if name != tool.name and await self._env.store.get_tools_by_name([name]):
                 raise Conflict(f"Tool with name '{name}' already exists")
             changes.update(name=name, json_schema=schema)
             if description is not None:
                 changes["description"] = description
+        if "metadata_" in changes:
+            _check_sandbox_settings(changes["metadata_"])
         changes["updated_at"] = datetime_from_us(self._env.clock.now_us())
         updated = Tool.model_validate({**tool.model_dump(), **changes})
         await self._env.store.update_tool(updated)

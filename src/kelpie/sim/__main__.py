@@ -8,7 +8,7 @@ from typing import Final
 import click
 
 from kelpie.sim._faults import FaultPlan
-from kelpie.sim._planted import PLANTED_BUGS
+from kelpie.sim._planted import PLANTED_BUGS, PLANTED_SANDBOX_BUGS
 from kelpie.sim._run import CLIENTS_DEFAULT, STEPS_DEFAULT, SimResult, run_seed
 
 SWEEP_FAILURES_SHOWN_MAX: Final = 20
@@ -32,7 +32,7 @@ def _describe(result: SimResult) -> str:
 @click.option("--first-seed", type=int, default=1, show_default=True)
 @click.option(
     "--plant",
-    type=click.Choice(sorted(PLANTED_BUGS)),
+    type=click.Choice(sorted([*PLANTED_BUGS, *PLANTED_SANDBOX_BUGS])),
     default=None,
     help="Plant a known bug, to see the simulator catch it.",
 )
@@ -48,7 +48,8 @@ def main(
 ) -> None:
     """Deterministic simulation of the Kelpie server under fault injection."""
     plan = None if faults is None else FaultPlan.parse(faults)
-    wrapper = None if plant is None else PLANTED_BUGS[plant]
+    wrapper = None if plant is None else PLANTED_BUGS.get(plant)
+    sandbox = None if plant is None else PLANTED_SANDBOX_BUGS.get(plant)
     if sweep is None:
         result = run_seed(
             seed if seed is not None else first_seed,
@@ -57,6 +58,7 @@ def main(
             clients=clients,
             shuffle=not no_shuffle,
             store_wrapper=wrapper,
+            sandbox_factory=sandbox,
         )
         print(f"fault plan: {result.plan.describe()}")
         print(_describe(result))
@@ -65,7 +67,14 @@ def main(
     started = time.perf_counter()
     failed = []
     for current in range(first_seed, first_seed + sweep):
-        result = run_seed(current, steps=steps, plan=plan, clients=clients, store_wrapper=wrapper)
+        result = run_seed(
+            current,
+            steps=steps,
+            plan=plan,
+            clients=clients,
+            store_wrapper=wrapper,
+            sandbox_factory=sandbox,
+        )
         if not result.ok:
             failed.append(result)
             if len(failed) <= SWEEP_FAILURES_SHOWN_MAX:

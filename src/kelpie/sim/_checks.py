@@ -11,7 +11,7 @@ RETRYABLE_STATUS: Final = 503
 LLM_FAULTS: Final = frozenset(
     {"llm_timeout", "llm_error", "llm_rate_limit", "llm_malformed", "llm_empty"}
 )
-_FAILURE_FAULTS: Final = frozenset(
+FAILURE_FAULTS: Final = frozenset(
     {"storage_write_failure", "storage_read_failure", "crash_before_commit", "crash_after_commit"}
 )
 
@@ -28,7 +28,7 @@ def acknowledged(outcome: Outcome, what: str, *expected: int) -> bool:
     status = outcome.status
     assert status is not None
     if status >= 500:
-        if not _FAILURE_FAULTS.intersection(outcome.faults):
+        if not FAILURE_FAULTS.intersection(outcome.faults):
             raise InvariantBroken(f"{what}: {status} with no injected fault: {outcome.body!r}")
         if status != RETRYABLE_STATUS or not _detail(outcome):
             raise InvariantBroken(

@@ -13,12 +13,16 @@ _PROBABILITY_CHOICES: Final = (0.0, 0.0, 0.01, 0.03, 0.08)
 _CRASH_PROBABILITY_CHOICES: Final = (0.0, 0.005, 0.01, 0.02)
 STORAGE_LATENCY_S_MAX: Final = 0.25
 CLOCK_JUMP_S_MAX: Final = 3600.0
+# A slow sandbox start waits up to this long (virtual time) before the tool runs.
+SANDBOX_SLOW_START_S_MAX: Final = 0.3
+SANDBOX_FAULTS: Final = ("sandbox_crash", "sandbox_timeout", "sandbox_slow_start")
 
 
 @final
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FaultPlan:
-    """Probabilities per eligible call (storage faults) or per workload step (clock)."""
+    """Probabilities per eligible call (storage faults, model calls, sandbox runs) or per
+    workload step (clock)."""
 
     storage_write_failure: float = 0.0
     storage_read_failure: float = 0.0
@@ -32,6 +36,11 @@ class FaultPlan:
     llm_rate_limit: float = 0.0
     llm_malformed: float = 0.0
     llm_empty: float = 0.0
+    # Per custom-tool run in the sandbox: the worker is killed (signal 9) mid-call, the
+    # call runs into its timeout, or the worker starts slowly (a delay, then it runs).
+    sandbox_crash: float = 0.0
+    sandbox_timeout: float = 0.0
+    sandbox_slow_start: float = 0.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -60,6 +69,10 @@ class FaultPlan:
             llm_rate_limit=pick(_PROBABILITY_CHOICES),
             llm_malformed=pick(_PROBABILITY_CHOICES),
             llm_empty=pick(_PROBABILITY_CHOICES),
+            # Drawn last: the kinds above keep the values they had before these existed.
+            sandbox_crash=pick(_PROBABILITY_CHOICES),
+            sandbox_timeout=pick(_PROBABILITY_CHOICES),
+            sandbox_slow_start=pick(_PROBABILITY_CHOICES),
         )
 
     @classmethod

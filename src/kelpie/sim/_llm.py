@@ -61,11 +61,38 @@ JOURNAL_LABEL: Final = "journal"
 TOKEN_MARK: Final = "token:"
 # The working-memory key a turn sets for its token.
 TOKEN_KEY_PREFIX: Final = "token."
+# How many calls of the agent's custom tools a workload message asks for ("calls:2").
+CALLS_MARK: Final = "calls:"
+# The workload's custom tools are named tool_<client>_<n>; no built-in tool is.
+CUSTOM_TOOL_PREFIX: Final = "tool_"
 
 
 def token_key_call_id(token: str) -> str:
     """The id of the working_memory_set call that sets the token's key."""
     return f"wm-{token}"
+
+
+def custom_token(token: str, index: int) -> str:
+    """The `city` argument of a turn's index-th custom call: a tool that takes agent_state
+    appends it to the journal as its own line (so it is a journal token too)."""
+    return f"{token}x{index}"
+
+
+def custom_call_id(token: str, index: int) -> str:
+    """The id of a turn's index-th custom call: `call-<line>`, as a journal edit's call."""
+    return f"call-{custom_token(token, index)}"
+
+
+def custom_return(token: str, index: int) -> str:
+    """What the index-th custom call returns when it runs (every workload tool does)."""
+    return f"{custom_token(token, index)}:{index}"
+
+
+def custom_calls(text: str | None) -> int:
+    """How many custom calls a workload message asks for."""
+    if not text or CALLS_MARK not in text:
+        return 0
+    return int(text.split(CALLS_MARK, 1)[1].split()[0])
 
 
 def journal_token(text: str | None) -> str | None:
@@ -79,7 +106,9 @@ def journal_token(text: str | None) -> str | None:
 class SimModel:
     """The simulated model, deterministic from the request: asked to record a token, it
     calls memory_insert on the journal block and, when it has the working-memory tools,
-    working_memory_set of `token.<token>` in the same answer (so one step writes both);
+    working_memory_set of `token.<token>` in the same answer (so one step writes both),
+    then as many calls of the agent's custom tools as the message asks for (taking its
+    tools in name order, round the list: one tool asked twice is called twice in the step);
     after a tool return it replies. Faults from the plan are injected on top (errors
     raised, output malformed or emptied)."""
 
@@ -122,6 +151,16 @@ class SimModel:
                         id=token_key_call_id(token),
                         name="working_memory_set",
                         arguments=key_arguments,
+                    )
+                )
+            custom = sorted(name for name in tools if name.startswith(CUSTOM_TOOL_PREFIX))
+            for index in range(custom_calls(last.content) if custom else 0):
+                call_arguments = json.dumps({"city": custom_token(token, index), "days": index})
+                calls.append(
+                    ToolCall(
+                        id=custom_call_id(token, index),
+                        name=custom[index % len(custom)],
+                        arguments=call_arguments,
                     )
                 )
             return LlmResponse(

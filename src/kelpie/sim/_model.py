@@ -130,6 +130,12 @@ class AgentModel:
     # search must find each after any crash.
     acked_passages: list[str] = dataclasses.field(default_factory=list)
     acked_said: list[str] = dataclasses.field(default_factory=list)
+    # The custom tools attached at creation, in name order (as the model takes them), each
+    # with whether it takes agent_state (then it appends its call's token to the journal).
+    custom_tools: tuple[tuple[str, bool], ...] = ()
+    # The status of every custom call's return in an acknowledged turn, by call id: each
+    # must be in the agent's history after any crash.
+    custom_returns: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -163,6 +169,11 @@ class ToolModel:
     name: str
     exists: Known[bool]
     description: Known[str | None]
+    # Takes agent_state (appends to the journal through it); its sandbox timeout, if set.
+    takes_state: bool = False
+    timeout_s: float | None = None
+    # Ever attached to an agent (possibly): such tools are never deleted by the workload.
+    ever_attached: bool = False
 
 
 @dataclasses.dataclass

@@ -1,11 +1,14 @@
 """Bugs planted on purpose, to show the simulator catches the kinds of mistakes it exists
-for (tests and `python -m kelpie.sim --plant NAME`). Each wraps the real store."""
+for (tests and `python -m kelpie.sim --plant NAME`). Each wraps the real store, or (the
+sandbox's) replaces the simulated sandbox."""
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, cast, final
 
 from kelpie.schemas import Block, BlockHistoryEntry, Passage, Run, RunEvent
+from kelpie.sim._clock import SimClock
+from kelpie.sim._sandbox import SandboxFaultInjector, SimSandbox
 from kelpie.storage import BlockChange, Page, StepCommit, Store
 
 # How many later store calls a deferred write waits before it really commits.
@@ -155,6 +158,19 @@ class UnendedStreams:
         return getattr(self._inner, name)
 
 
+@final
+class PoolNeverRefills(SimSandbox):
+    """Forgets to replace a worker a crash or a timeout killed: the warm pool shrinks for
+    good, and every call after the last worker is lost pays a cold start."""
+
+    def lose_worker(self) -> None:
+        self.starting += 1  # counted as starting, and never started
+
+
+def _pool_never_refills(clock: SimClock, faults: SandboxFaultInjector, size: int) -> SimSandbox:
+    return PoolNeverRefills(clock, faults, pool_size=size)
+
+
 PLANTED_BUGS: Final[dict[str, Callable[[Store], Store]]] = {
     "lost_block_edit": lambda store: cast(Store, LostBlockEdit(store)),
     "ack_before_commit": lambda store: cast(Store, AckBeforeCommit(store)),
@@ -163,4 +179,9 @@ PLANTED_BUGS: Final[dict[str, Callable[[Store], Store]]] = {
     "stale_block_history": lambda store: cast(Store, StaleBlockHistory(store)),
     "deferred_passages": lambda store: cast(Store, DeferredPassages(store)),
     "unended_streams": lambda store: cast(Store, UnendedStreams(store)),
+}
+PLANTED_SANDBOX_BUGS: Final[
+    dict[str, Callable[[SimClock, SandboxFaultInjector, int], SimSandbox]]
+] = {
+    "pool_never_refills": _pool_never_refills,
 }

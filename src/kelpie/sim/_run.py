@@ -8,15 +8,21 @@ from pathlib import Path
 from typing import Final, final
 
 from kelpie.env import Entropy
-from kelpie.sim._checks import InvariantBroken
+from kelpie.sandbox import TOOL_TIMEOUT_S_MAX
+from kelpie.sim._checks import InvariantBroken, require
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import FaultPlan
-from kelpie.sim._loop import SimError, run_simulation, running_sim_loop
-from kelpie.sim._server import SimServer, StoreWrapper
+from kelpie.sim._loop import SimError, SimUnhandledError, run_simulation, running_sim_loop
+from kelpie.sim._sandbox import WORKER_START_S
+from kelpie.sim._server import SandboxFactory, SimServer, StoreWrapper
 from kelpie.sim._workload import Client, Trace, audit
 
 CLIENTS_DEFAULT: Final = 3
 STEPS_DEFAULT: Final = 150
+# Once the clients are done, how long (virtual time) the sandbox pool may take to be back
+# to its size: the longest call still running, then a worker's start.
+POOL_QUIET_S_MAX: Final = TOOL_TIMEOUT_S_MAX + 10 * WORKER_START_S
+POOL_POLL_S: Final = 0.5
 
 
 @final
@@ -41,13 +47,26 @@ async def _simulate(
     clients_count: int,
     data_dir: Path,
     store_wrapper: StoreWrapper | None,
+    sandbox_factory: SandboxFactory | None = None,
+    *,
+    trace: Trace | None = None,
+    servers: list[SimServer] | None = None,
 ) -> tuple[Trace, int, str | None]:
+    """One run; `trace` and `servers` (if given) are filled as it goes, so a caller still
+    has them when a task the run left behind fails after it (SimUnhandledError)."""
+    trace = Trace() if trace is None else trace
     root = Entropy(seed)
     clock = SimClock(running_sim_loop())
-    trace = Trace()
     server = SimServer(
-        data_dir=data_dir, entropy=root, plan=plan, clock=clock, store_wrapper=store_wrapper
+        data_dir=data_dir,
+        entropy=root,
+        plan=plan,
+        clock=clock,
+        store_wrapper=store_wrapper,
+        sandbox_factory=sandbox_factory,
     )
+    if servers is not None:
+        servers.append(server)
     clients = [
         Client(i, server.request, server.wait_up, root.fork(f"client/{i}"), clock, plan, trace)
         for i in range(clients_count)
@@ -71,6 +90,7 @@ async def _simulate(
             for run in runs:
                 run.cancel()
             await asyncio.gather(*runs, return_exceptions=True)
+        await check_sandbox_pool(server, clock)
         # The end of the run is one more crash: every acknowledged write must survive it.
         await server.crash_and_restart()
     except InvariantBroken as broken:
@@ -82,6 +102,22 @@ async def _simulate(
     return trace, server.crashes, failure
 
 
+async def check_sandbox_pool(server: SimServer, clock: SimClock) -> None:
+    """With the workload quiet, the sandbox's warm pool is back to its size: every worker
+    a crash or a timeout killed was replaced."""
+    sandbox = server.sandbox
+    assert sandbox is not None, "a server up without a sandbox"
+    deadline = clock.monotonic_s() + POOL_QUIET_S_MAX
+    while (sandbox.running or sandbox.warm < sandbox.size) and clock.monotonic_s() < deadline:
+        await clock.sleep(POOL_POLL_S)
+    require(sandbox.pool_consistent(), f"sandbox pool: counts off: {sandbox.describe()}")
+    require(
+        not sandbox.running and sandbox.warm == sandbox.size,
+        f"sandbox pool not back to its size {POOL_QUIET_S_MAX:g} s after the workload went"
+        f" quiet: {sandbox.describe()}",
+    )
+
+
 def run_seed(
     seed: int,
     *,
@@ -90,21 +126,39 @@ def run_seed(
     clients: int = CLIENTS_DEFAULT,
     shuffle: bool = True,
     store_wrapper: StoreWrapper | None = None,
+    sandbox_factory: SandboxFactory | None = None,
 ) -> SimResult:
     """Runs one seed. With no plan given, the seed draws one."""
     if plan is None:
         plan = FaultPlan.draw(Entropy(seed).fork("plan"))
+    trace = Trace()
+    servers: list[SimServer] = []
     with tempfile.TemporaryDirectory(prefix=f"kelpie-sim-{seed}-") as tmp:
-        trace, crashes, failure = run_simulation(
-            lambda: _simulate(seed, plan, steps, clients, Path(tmp), store_wrapper),
-            seed=seed,
-            shuffle=shuffle,
-        )
+        try:
+            _, _, failure = run_simulation(
+                lambda: _simulate(
+                    seed,
+                    plan,
+                    steps,
+                    clients,
+                    Path(tmp),
+                    store_wrapper,
+                    sandbox_factory,
+                    trace=trace,
+                    servers=servers,
+                ),
+                seed=seed,
+                shuffle=shuffle,
+            )
+        except SimUnhandledError as error:
+            # A task of the server failed and nobody heard: a bug, reported like a broken
+            # invariant (so a sweep goes on and names the seed).
+            failure = f"{type(error).__name__}: {error}"
     return SimResult(
         seed=seed,
         plan=plan,
         trace_hash=trace.hash(),
         operations=len(trace.lines),
-        crashes=crashes,
+        crashes=servers[0].crashes if servers else 0,
         failure=failure,
     )

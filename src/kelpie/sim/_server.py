@@ -23,6 +23,7 @@ from kelpie.service import prepare
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import FaultPlan
 from kelpie.sim._llm import LlmFaultInjector, SimModel
+from kelpie.sim._sandbox import SandboxFaultInjector, SimSandbox
 from kelpie.sim._store import FaultyStore, RequestFaults, SimCrash, current_request
 from kelpie.storage import SqliteStore, Store
 
@@ -32,6 +33,8 @@ SIM_DB_FILE: Final = "sim.db"
 _SIM_OPENAI_BASE_URL: Final = "http://llm.sim/v1"
 
 StoreWrapper = Callable[[Store], Store]
+# Builds each incarnation's sandbox (the planted bugs swap in a faulty one).
+SandboxFactory = Callable[[SimClock, SandboxFaultInjector, int], SimSandbox]
 # Set in the task running the audit after a restart: its requests go through while the
 # server is closed to everyone else (a flag on the server would let any client's request
 # slip in during the audit and race it).
@@ -63,6 +66,7 @@ class SimServer:
         plan: FaultPlan,
         clock: SimClock,
         store_wrapper: StoreWrapper | None = None,
+        sandbox_factory: SandboxFactory | None = None,
     ) -> None:
         # Runs after each restart, before clients may send again (the audit); its requests
         # go through while the server is closed to everyone else.
@@ -73,6 +77,10 @@ class SimServer:
         # One model for the whole run: its fault stream continues across restarts.
         self.llm_faults = LlmFaultInjector(plan, entropy.fork("faults/llm"))
         self._model = SimModel(self.llm_faults)
+        # Likewise the sandbox's faults; each incarnation has its own pool of workers.
+        self.sandbox_faults = SandboxFaultInjector(plan, entropy.fork("faults/sandbox"))
+        self._sandbox_factory = sandbox_factory or _sim_sandbox
+        self.sandbox: SimSandbox | None = None
         self.plan = plan
         self._clock = clock
         self._store_wrapper = store_wrapper
@@ -108,6 +116,7 @@ class SimServer:
             llm=self._model,
             # Deterministic and thread-free, shaped like the real one (unit vectors, 384 dims).
             embedder=HashingEmbedder(),
+            sandbox=self._new_sandbox(config),
         )
         await self._prepare(env)
         app = create_app(env)
@@ -118,6 +127,12 @@ class SimServer:
         self._client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://kelpie.sim"
         )
+
+    def _new_sandbox(self, config: Config) -> SimSandbox:
+        self.sandbox = self._sandbox_factory(
+            self._clock, self.sandbox_faults, config.sandbox_pool_size
+        )
+        return self.sandbox
 
     async def _prepare(self, env: Env) -> None:
         """Start-up may itself hit faults; a real operator restarts until it comes up."""
@@ -146,11 +161,14 @@ class SimServer:
             await self._client.aclose()
         if self._faulty is not None:
             await self._faulty.close()
+        if self.sandbox is not None:
+            await self.sandbox.close()
         self._client = self._faulty = None
 
     def set_plan(self, plan: FaultPlan) -> None:
         self.plan = plan
         self.llm_faults.plan = plan
+        self.sandbox_faults.plan = plan
         if self._faulty is not None:
             self._faulty._plan = plan
 
@@ -212,6 +230,10 @@ class SimServer:
         assert self._faulty is not None
         self._faulty.crashed = True
         await self._restart_after_crash()
+
+
+def _sim_sandbox(clock: SimClock, faults: SandboxFaultInjector, pool_size: int) -> SimSandbox:
+    return SimSandbox(clock, faults, pool_size=pool_size)
 
 
 def _json_or_text(response: httpx.Response) -> Any:

@@ -12,9 +12,16 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 from kelpie.sim._checks import acknowledged, require
-from kelpie.sim._llm import TOKEN_KEY_PREFIX, TOKEN_MARK, token_key_call_id
+from kelpie.sim._llm import CALLS_MARK, TOKEN_KEY_PREFIX, TOKEN_MARK, token_key_call_id
 from kelpie.sim._memory_checks import canonical
 from kelpie.sim._model import AgentModel, KeyState, Known
+from kelpie.sim._workload_tools import (
+    check_calls_answered,
+    check_custom_returns,
+    check_stream_ended,
+    custom_call_count,
+    expect_custom_calls,
+)
 
 if TYPE_CHECKING:
     from kelpie.sim._workload import Client
@@ -91,9 +98,12 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
     key = f"{TOKEN_KEY_PREFIX}{token}"
     if agent.working_memory_tools:
         agent.working_memory.setdefault(key, Known(None)).intend(KeyState(canonical(token)))
+    calls = custom_call_count(agent, client.entropy.random())
+    expect_custom_calls(journal, agent, token, calls)
+    text = f"record {TOKEN_MARK}{token} {CALLS_MARK}{calls}"
     otid = client.entropy.new_id("otid").removeprefix("otid-")
     body = {
-        "messages": [{"role": "user", "content": f"record {TOKEN_MARK}{token}", "otid": otid}],
+        "messages": [{"role": "user", "content": text, "otid": otid}],
         "agent_id": agent.id,
         "streaming": True,
         "background": True,
@@ -107,10 +117,18 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
         return
     events = parse_sse(outcome.body)
     stored = check_stored_stream("send_background", events, outcome.faults)
-    returns = [json.loads(e.data) for e in events if e.data != DONE]
-    returns = [r for r in returns if r.get("message_type") == "tool_return_message"]
-    recorded = any(r.get("status") == "success" for r in returns)
+    items = [json.loads(e.data) for e in events if e.data != DONE]
+    returns = [r for r in items if r.get("message_type") == "tool_return_message"]
+    recorded = any(
+        r.get("tool_call_id") == f"call-{token}" and r.get("status") == "success" for r in returns
+    )
     complete = stored == len(events)
+    if complete:
+        check_calls_answered("send_background", items, deltas=True)
+        check_stream_ended("send_background", items)
+    check_custom_returns(
+        "send_background", journal, agent, token, calls, items, outcome.faults, complete=complete
+    )
     if agent.working_memory_tools and complete:
         # The turn's working_memory_set committed with its step, or failed and wrote nothing.
         set_ok = any(

@@ -23,7 +23,13 @@ from kelpie.sim._checks import (
 )
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import CLOCK_JUMP_S_MAX, FaultPlan
-from kelpie.sim._llm import JOURNAL_LABEL, TOKEN_KEY_PREFIX, TOKEN_MARK, token_key_call_id
+from kelpie.sim._llm import (
+    CALLS_MARK,
+    JOURNAL_LABEL,
+    TOKEN_KEY_PREFIX,
+    TOKEN_MARK,
+    token_key_call_id,
+)
 from kelpie.sim._memory_checks import canonical
 from kelpie.sim._model import (
     AgentModel,
@@ -43,6 +49,16 @@ from kelpie.sim._workload_memory import (
     check_block_and_history,
     check_key_read,
 )
+from kelpie.sim._workload_tools import (
+    TOOL_TIMEOUTS_S,
+    check_calls_answered,
+    check_custom_returns,
+    check_history_returns,
+    check_run_ended,
+    custom_call_count,
+    expect_custom_calls,
+    tool_source,
+)
 
 Request = Callable[..., Awaitable[Outcome]]
 
@@ -54,6 +70,12 @@ _TAGS: Final = ("red", "green", "blue", "gold")
 _WORDS: Final = ("kelp", "tide", "reef", "gull", "surf", "foam", "shell", "drift")
 _INCLUDE: Final = {"include": ["agent.tags", "agent.blocks"]}
 JOURNAL_LIMIT_CHARS: Final = 100_000
+# Share of agents created with custom tools (one or two of the client's), and of the
+# client's tools that take agent_state.
+CUSTOM_TOOLS_SHARE: Final = 0.6
+STATE_TOOL_SHARE: Final = 0.35
+# Share of turns sent to an agent with custom tools (when the client has one).
+CUSTOM_TURN_SHARE: Final = 0.5
 SEARCH_TOP_K: Final = 3
 # Searches per agent in an audit: the newest acknowledged writes (a crash loses the newest).
 AUDIT_SEARCHES_MAX: Final = 6
@@ -171,6 +193,19 @@ class Client(MemoryOperations):
         tools = self._entropy.random() < 0.5
         if tools:
             body["tools"] = list(WORKING_MEMORY_TOOLS)
+        custom: list[ToolModel] = []
+        if self._entropy.random() < CUSTOM_TOOLS_SHARE:
+            if not self._existing(self.model.tools):
+                await self.create_tool()
+            existing_tools = self._existing(self.model.tools)
+        else:
+            existing_tools = []
+        if existing_tools:
+            custom = [self._pick(existing_tools) for _ in range(1 + self._entropy.choice_index(2))]
+            custom = sorted({tool.id: tool for tool in custom}.values(), key=lambda t: t.name)
+            for tool in custom:
+                tool.ever_attached = True  # the create may land unacknowledged
+            body["tool_ids"] = [tool.id for tool in custom]
         self.model.unknown_agents += 1
         outcome = await self.send("create_agent", "POST", "/v1/agents/", json=body)
         if not acknowledged(outcome, "create_agent", 200):
@@ -196,6 +231,7 @@ class Client(MemoryOperations):
             block_ids=Known(tuple(sorted(b["id"] for b in created["blocks"]))),
             journal_id=next(b["id"] for b in created["blocks"] if b["label"] == JOURNAL_LABEL),
             working_memory_tools=tools,
+            custom_tools=tuple((tool.name, tool.takes_state) for tool in custom),
         )
         self.model.agents[agent.id] = agent
         check_agent_body(agent, created, self.model.blocks)
@@ -357,13 +393,12 @@ class Client(MemoryOperations):
     async def create_tool(self) -> None:
         self.model.tools_created += 1
         name = f"tool_{self.name}_{self.model.tools_created}"
-        source = (
-            f"def {name}(city: str, days: int = 1) -> str:\n"
-            '    """Looks up the weather.\n\n    Args:\n'
-            '        city: Which city.\n        days: How many days ahead.\n    """\n'
-            "    return city\n"
-        )
-        outcome = await self.send("create_tool", "POST", "/v1/tools/", json={"source_code": source})
+        takes_state = self._entropy.random() < STATE_TOOL_SHARE
+        timeout_s: float | None = self._pick(TOOL_TIMEOUTS_S)
+        body: dict[str, Any] = {"source_code": tool_source(name, takes_state=takes_state)}
+        if timeout_s is not None:
+            body["metadata_"] = {"sandbox": {"timeout_s": timeout_s}}
+        outcome = await self.send("create_tool", "POST", "/v1/tools/", json=body)
         if acknowledged(outcome, "create_tool", 200):
             created = outcome.body
             require(created["name"] == name, f"create_tool: derived name {created['name']!r}")
@@ -372,6 +407,8 @@ class Client(MemoryOperations):
                 name=name,
                 exists=Known(True),
                 description=Known(created["description"]),
+                takes_state=takes_state,
+                timeout_s=timeout_s,
             )
             self.model.tools[tool.id] = tool
 
@@ -393,7 +430,8 @@ class Client(MemoryOperations):
             check_tool_body(tool, outcome.body)
 
     async def delete_tool(self) -> None:
-        tool: ToolModel | None = self._pick(self._existing(self.model.tools))
+        candidates = [t for t in self._existing(self.model.tools) if not t.ever_attached]
+        tool: ToolModel | None = self._pick(candidates)
         if tool is None:
             return
         tool.exists.intend(False)
@@ -403,9 +441,14 @@ class Client(MemoryOperations):
 
     # Agent turns ----------------------------------------------------------------------
 
-    async def send_message(self) -> None:
+    def _turn_agents(self) -> list[AgentModel]:
+        """Agents a turn may go to; half the time, those with custom tools (if any)."""
         agents = [a for a in self._existing(self.model.agents) if a.journal_id is not None]
-        agent: AgentModel | None = self._pick(agents)
+        custom = [a for a in agents if a.custom_tools]
+        return custom if custom and self._entropy.random() < CUSTOM_TURN_SHARE else agents
+
+    async def send_message(self) -> None:
+        agent: AgentModel | None = self._pick(self._turn_agents())
         if agent is None or agent.journal_id is None:
             return
         journal = self.model.blocks[agent.journal_id]
@@ -416,7 +459,10 @@ class Client(MemoryOperations):
         token_state = KeyState(canonical(token))
         if agent.working_memory_tools:
             agent.working_memory.setdefault(key, Known(None)).intend(token_state)
-        body = {"messages": [{"role": "user", "content": f"please record {TOKEN_MARK}{token}"}]}
+        calls = custom_call_count(agent, self._entropy.random())
+        expect_custom_calls(journal, agent, token, calls)
+        text = f"please record {TOKEN_MARK}{token} {CALLS_MARK}{calls}"
+        body = {"messages": [{"role": "user", "content": text}]}
         url = f"/v1/agents/{agent.id}/messages"
         outcome = await self.send("send_message", "POST", url, json=body)
         busy = (409,) if agent.run_maybe_running else ()
@@ -426,6 +472,18 @@ class Client(MemoryOperations):
         if not check_exists(agent, outcome.status or 0, "send_message"):
             return
         check_turn(journal, agent, token, outcome)
+        check_custom_returns(
+            "send_message",
+            journal,
+            agent,
+            token,
+            calls,
+            outcome.body["messages"],
+            outcome.faults,
+            complete=True,
+        )
+        if calls:
+            await check_run_ended(self, "send_message", outcome.body)
         if agent.working_memory_tools:
             # The turn's working_memory_set committed with its step, or failed (a faulty
             # store read inside the tool) and wrote nothing.
@@ -439,8 +497,7 @@ class Client(MemoryOperations):
             await check_key_read(self, agent, key)
 
     async def send_background(self) -> None:
-        agents = [a for a in self._existing(self.model.agents) if a.journal_id is not None]
-        agent: AgentModel | None = self._pick(agents)
+        agent: AgentModel | None = self._pick(self._turn_agents())
         if agent is not None:
             await send_background(self, agent)
 
@@ -563,9 +620,12 @@ def check_turn(journal: BlockModel, agent: AgentModel, token: str, outcome: Outc
     stop = body["stop_reason"]["stop_reason"]
     messages = body["messages"]
     recorded = any(
-        m["message_type"] == "tool_return_message" and m.get("status") == "success"
+        m["message_type"] == "tool_return_message"
+        and m["tool_call_id"] == f"call-{token}"
+        and m.get("status") == "success"
         for m in messages
     )
+    check_calls_answered("send_message", messages)
     if not LLM_FAULTS.intersection(outcome.faults):
         require(stop == "end_turn", f"send_message: stop {stop} with no fault: {body}")
         require(recorded, f"send_message: token {token} not recorded with no fault: {messages}")
@@ -587,6 +647,7 @@ async def check_turn_records(client: Client, agent: AgentModel) -> dict[str, str
         require(outcome.body == [], f"agent {agent.id}: runs left running: {outcome.body}")
     seen: set[str] = set()
     returns: dict[str, str] = {}
+    items: list[dict[str, Any]] = []
     params = {"limit": 1000, "order": "asc"}
     for _ in range(LIST_PAGES_MAX):
         url = f"/v1/agents/{agent.id}/messages"
@@ -596,12 +657,14 @@ async def check_turn_records(client: Client, agent: AgentModel) -> dict[str, str
         if not outcome.body:
             break
         seen.update(item["id"] for item in outcome.body)
+        items.extend(outcome.body)
         for item in outcome.body:
             if item["message_type"] == "tool_return_message":
                 returns[item["tool_call_id"]] = item["status"]
         params = {**params, "after": outcome.body[-1]["id"]}
     lost = [i for i in agent.acked_messages if i not in seen]
     require(not lost, f"agent {agent.id}: acknowledged messages lost: {lost[:3]}")
+    check_history_returns(agent, items)
     return returns
 
 

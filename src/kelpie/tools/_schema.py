@@ -23,6 +23,7 @@ Rules (each one a client can rely on):
 """
 
 import ast
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ from docstring_parser import Docstring, DocstringStyle, ParseError, parse
 from kelpie.errors import InvalidInput
 
 INJECTED_PARAMS: Final = frozenset({"self", "agent_state"})
+# Arguments the loop adds to tool schemas; never passed to the tool itself.
+LOOP_ARGUMENTS: Final = frozenset({"request_heartbeat", "thinking"})
+SIGNATURES_CACHED_MAX: Final = 256
 
 _SCALARS: Final[dict[str, str]] = {
     "str": "string",
@@ -52,6 +56,15 @@ _SUPPORTED: Final = (
 
 JsonSchema = dict[str, Any]
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+@dataclass(frozen=True)
+class FunctionSignature:
+    name: str
+    takes_agent_state: bool
+    parameters: frozenset[str]
+    # It has **kwargs: any argument name is accepted.
+    any_keywords: bool
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,49 @@ def derive_tool_schema(source_code: str) -> DerivedTool:
         "parameters": _parameters_schema(func, source_code, _param_descriptions(docstring)),
     }
     return DerivedTool(name=func.name, description=description, json_schema=json_schema)
+
+
+@functools.lru_cache(maxsize=SIGNATURES_CACHED_MAX)
+def function_signature(source_code: str, name: str) -> FunctionSignature | None:
+    """The top-level function `name` defined by the source (the last one of that name), or
+    None if the source defines none or does not parse."""
+    try:
+        module = ast.parse(source_code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    found = [
+        node
+        for node in module.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name
+    ]
+    if not found:
+        return None
+    args = found[-1].args
+    names = frozenset(a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs])
+    return FunctionSignature(
+        name, "agent_state" in names, names - INJECTED_PARAMS, args.kwarg is not None
+    )
+
+
+def check_schema_matches(source_code: str, json_schema: JsonSchema) -> None:
+    """A client-supplied schema must describe a function the source defines: its name, and
+    only parameters that function takes. Raises InvalidInput saying what does not match."""
+    _parse_module(source_code)
+    name = json_schema["name"]
+    signature = function_signature(source_code, name)
+    if signature is None:
+        raise InvalidInput(
+            f"json_schema names the function '{name}', which source_code does not define"
+        )
+    parameters = json_schema.get("parameters") or {}
+    properties = parameters.get("properties") if isinstance(parameters, dict) else None
+    if not isinstance(properties, dict):
+        raise InvalidInput("json_schema.parameters.properties must be an object")
+    unknown = sorted(set(properties) - signature.parameters - LOOP_ARGUMENTS)
+    if unknown and not signature.any_keywords:
+        raise InvalidInput(
+            f"json_schema has parameters {unknown} that function '{name}' does not take"
+        )
 
 
 def _parameters_schema(

@@ -12,7 +12,7 @@ from kelpie.schemas import (
     datetime_from_us,
     working_memory_entry,
 )
-from kelpie.tools import WorkingMemoryCall
+from kelpie.tools._working_memory import WorkingMemoryCall
 
 
 class WorkingMemoryScratch:
