@@ -66,6 +66,9 @@ class StoredStream:
         self._pending: list[RunEvent] = []
         self._write_lock = asyncio.Lock()
         self._flush: asyncio.Task[None] | None = None
+        # A delta batch's store failure other than Unavailable (a bug, or the process
+        # dying): raised by the next commit, so it fails the turn instead of vanishing.
+        self._flush_failure: BaseException | None = None
         self._changed = asyncio.Event()
         # finished: the end marker is stored; closed: the turn is over (ended or died).
         self.finished = False
@@ -85,17 +88,27 @@ class StoredStream:
         async with self._write_lock:
             self._flush = None
             events, self._pending = self._pending, []
-            # Deltas that cannot be stored are not sent either; the step's commit carries
-            # the whole message, so a reader loses a partial preview at most.
-            with contextlib.suppress(Unavailable):
+            try:
                 await self._env.store.append_run_events(events)
-                self._wake()
+            except Unavailable:
+                # Deltas that cannot be stored are not sent either; the step's commit
+                # carries the whole message, so a reader loses a partial preview at most.
+                return
+            except asyncio.CancelledError:
+                raise
+            except BaseException as failure:  # re-raised by commit()
+                self._flush_failure = failure
+                return
+            self._wake()
 
     async def commit(self, items: Sequence[Item], write: WriteWithEvents, *, final: bool) -> None:
         async with self._write_lock:
             if self._flush is not None:
                 self._flush.cancel()
                 self._flush = None
+            if self._flush_failure is not None:
+                failure, self._flush_failure = self._flush_failure, None
+                raise failure
             events = [*self._pending, *(self._next(item) for item in items)]
             if final:
                 events.append(self._next(None))
