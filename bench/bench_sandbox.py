@@ -84,7 +84,7 @@ TOOL_SOURCE = f'''def {TOOL_NAME}(value: str) -> str:
 '''
 BUILTIN_TOOL = "working_memory_get"
 REPLY = "Done."
-WORKER_SCRIPT = "_worker.py"  # in the command line of every sandboxed Python worker
+WORKER_SCRIPT = "import _worker"  # in the command line of every sandboxed Python worker
 
 WARM_POOL = 8  # pool for the warm calls, the refill rate and the RSS per worker
 PACE_FRACTION = 0.5  # warm calls are paced at this fraction of the measured refill rate

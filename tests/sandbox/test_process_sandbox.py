@@ -293,12 +293,17 @@ def test_sixteen_concurrent_jobs(caller: Caller) -> None:
     assert [r.func_return for r in results] == [i + 1 for i in range(16)], results
 
 
-def _sandbox_pids() -> set[int]:
-    """This process's descendants that run as a sandbox uid."""
+def _sandbox_pids(sandbox: ProcessSandbox) -> set[int]:
+    """This process's descendants that run as one of `sandbox`'s uids (each sandbox holds
+    a block of its own, so the module's sandbox refilling its pool meanwhile is not seen)."""
+    assert sandbox.description is not None
+    assert sandbox.description.uid_range is not None
+    first, last = sandbox.description.uid_range
+    assert first >= SANDBOX_UID_FIRST
     found = set()
     for process in psutil.Process().children(recursive=True):
         try:
-            if process.uids().real >= SANDBOX_UID_FIRST:
+            if first <= process.uids().real <= last:
                 found.add(process.pid)
         except psutil.NoSuchProcess:
             continue
@@ -315,12 +320,11 @@ async def _poll(condition: Callable[[], bool]) -> bool:
 
 def test_pool_refills_and_close_leaves_no_worker(tmp_path: Path) -> None:
     async def scenario() -> None:
-        others = _sandbox_pids()  # the module's sandbox, idle meanwhile
         sandbox = ProcessSandbox(root_dir=tmp_path, pool_size=2)
         await sandbox.start()
         await sandbox.ready()
         assert await _poll(lambda: sandbox.warm_workers == 2)
-        assert _sandbox_pids() - others, "warm workers run as sandbox uids"
+        assert _sandbox_pids(sandbox), "warm workers run as sandbox uids"
         result = await sandbox.run(tool_job(add, arguments={"a": 1, "b": 2}))
         assert result.func_return == 3, result
         assert await _poll(lambda: sandbox.warm_workers == 2)
@@ -328,7 +332,7 @@ def test_pool_refills_and_close_leaves_no_worker(tmp_path: Path) -> None:
         await asyncio.sleep(0.2)
         await sandbox.close()
         assert (await running).status == "error"
-        assert not _sandbox_pids() - others
+        assert not _sandbox_pids(sandbox)
 
     asyncio.run(scenario())
 

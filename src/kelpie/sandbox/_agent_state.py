@@ -2,7 +2,11 @@
 module runs inside the sandbox): built from the job's JSON form, written back to the same
 form after the call so the host sees the blocks' new values."""
 
-from typing import Any
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing itself is not imported inside the sandbox: start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Block:

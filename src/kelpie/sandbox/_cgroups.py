@@ -93,8 +93,8 @@ class WorkerCgroup:
     def oom_kills(self) -> int:
         try:
             text = (self.dirs["memory"] / "memory.oom_control").read_text()
-        except FileNotFoundError:
-            return 0  # removed: the sandbox was closed under the job
+        except OSError:
+            return 0  # removed (or being removed): the sandbox was closed under the job
         for line in text.splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill":
@@ -104,8 +104,8 @@ class WorkerCgroup:
     def pids(self) -> list[int]:
         try:
             text = (self.dirs["pids"] / "cgroup.procs").read_text()
-        except FileNotFoundError:
-            return []
+        except OSError:
+            return []  # removed, or being removed
         return [int(pid) for pid in text.split()]
 
     def kill_all(self) -> None:

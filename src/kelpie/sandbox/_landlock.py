@@ -6,10 +6,17 @@ sandbox's bound system, write only its scratch directories, signal and reach (ab
 sockets) only processes of its own domain, and, with network off, neither bind nor
 connect TCP ports."""
 
+from __future__ import annotations
+
 import ctypes
 import os
-from collections.abc import Sequence
-from typing import Final
+
+# Typing names only for the checker: the worker imports this module inside the sandbox,
+# where every import is start-up time of a cold call.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Final
 
 # The same numbers on every architecture (the unified syscall table).
 _SYS_CREATE_RULESET: Final = 444

@@ -13,6 +13,7 @@ from kelpie.sandbox._worker_process import WorkerProcess, WorkerStartError
 
 RETRY_DELAY_S_FIRST: Final = 0.1
 RETRY_DELAY_S_MAX: Final = 10.0
+POOL_STARTS_CONCURRENT_MAX: Final = 2
 
 _log = logging.getLogger("kelpie.sandbox")
 
@@ -57,8 +58,11 @@ class WarmPool:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            # A few starts at a time: each takes a core for tens of ms, and calls in flight
+            # (and the server) need the CPU more than the pool's far end does.
+            starts = min(missing, POOL_STARTS_CONCURRENT_MAX)
             outcomes = await asyncio.gather(
-                *(self._start_one() for _ in range(missing)), return_exceptions=True
+                *(self._start_one() for _ in range(starts)), return_exceptions=True
             )
             failures = [o for o in outcomes if isinstance(o, BaseException)]
             for failure in failures:

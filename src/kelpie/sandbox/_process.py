@@ -4,6 +4,7 @@ cgroups and a uid of its own; a warm pool hides the start-up. It never runs code
 when the host cannot confine, every call answers an error saying why."""
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -25,6 +26,7 @@ from kelpie.sandbox._types import (
 from kelpie.sandbox._worker_process import WorkerProcess, WorkerStartError
 
 _log = logging.getLogger("kelpie.sandbox")
+SANDBOX_THREADS: Final = 4
 NAMESPACES: Final = ("user", "pid", "net", "ipc", "uts", "mount", "cgroup")
 
 
@@ -74,6 +76,12 @@ class ProcessSandbox:
         self._pool: WarmPool | None = None
         self._pip: PipEnvironments | None = None
         self._running: set[WorkerProcess] = set()
+        self._retiring: set[asyncio.Future[None]] = set()
+        # Starting and cleaning up workers blocks (vfork, exec, cgroup removal): not on the
+        # event loop's thread.
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=SANDBOX_THREADS, thread_name_prefix="kelpie-sandbox"
+        )
         self._closed = False
 
     @property
@@ -142,7 +150,7 @@ class ProcessSandbox:
 
     async def _start_worker(self) -> WorkerProcess:
         assert self._plan is not None
-        worker = WorkerProcess(self._plan)
+        worker = WorkerProcess(self._plan, self._threads)
         await worker.start()
         return worker
 
@@ -175,6 +183,7 @@ class ProcessSandbox:
         if worker is None:
             worker = WorkerProcess(
                 self._plan,
+                self._threads,
                 network=job.network,
                 pip_target=pip_target,
                 tmp_bytes=SANDBOX_TMP_BYTES_MAX if pip_target is None else PIP_TMP_BYTES,
@@ -185,10 +194,19 @@ class ProcessSandbox:
                 return ToolJobResult(status="error", error=f"Tool could not start: {error}")
         self._running.add(worker)
         try:
-            return await worker.run(_payload(job, sys_path), job.limits)
+            return await worker.run(_payload(job, [*sys_path, *self._plan.site_dirs]), job.limits)
         finally:
-            # Nothing of the job outlives its answer: processes, cgroups, its uid.
+            # run() has killed the job's processes with its answer; reaping them and giving
+            # back the cgroups and the uid need not hold the answer up.
+            retiring = asyncio.ensure_future(self._retire(worker))
+            self._retiring.add(retiring)
+            retiring.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, worker: WorkerProcess) -> None:
+        assert self._pool is not None
+        try:
             await worker.close()
+        finally:
             self._running.discard(worker)
             self._pool.refill()
 
@@ -203,7 +221,9 @@ class ProcessSandbox:
         if self._pool is not None:
             await self._pool.close()
         await asyncio.gather(*(worker.close() for worker in list(self._running)))
+        await asyncio.gather(*self._retiring)
         await self._drop_plan()
+        self._threads.shutdown(wait=False)
 
     async def _drop_plan(self) -> None:
         if self._plan is not None:

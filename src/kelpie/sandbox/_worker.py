@@ -6,17 +6,20 @@ Jobs travel as JSON over the channel, never argv or the environment, so secrets 
 nowhere else; the function's prints and its subprocesses' output go to fds 1 and 2, which
 the host reads as the result's stdout and stderr. One job per worker: it then exits."""
 
-import contextlib
-import inspect
+from __future__ import annotations
+
+import _socket  # the C module: `socket` costs a cold start ~2 ms of enum set-up
 import io
 import json
 import os
 import resource
-import socket
 import sys
-import traceback
-import types
-from typing import TYPE_CHECKING, Any
+
+# Every import here is start-up time of a cold call: typing names are for the checker
+# only, and modules a job may not need (inspect, traceback) are imported when it does.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # `python -I` leaves the script's directory off sys.path; the helpers live beside it (and
 # leave again, so a tool's imports never find the sandbox's own modules).
@@ -38,7 +41,7 @@ def main(argv: list[str]) -> None:
     fd = int(argv[argv.index("--fd") + 1])
     writable = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--write"]
     os.set_inheritable(fd, False)
-    channel = socket.socket(fileno=fd)
+    channel = _socket.socket(fileno=fd)
     os.umask(0o022)
     _landlock.restrict(
         read=["/"],
@@ -61,8 +64,10 @@ def main(argv: list[str]) -> None:
         ).encode()
     # Output first, and closed, so the host has all of it the moment the reply arrives.
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # the tool may have replaced or broken it
+        try:
             stream.flush()
+        except Exception:  # the tool may have replaced or broken it
+            pass
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
@@ -71,7 +76,7 @@ def main(argv: list[str]) -> None:
     os._exit(0)  # nothing of the tool's (atexit hooks, finalizers) runs after its answer
 
 
-def _receive(channel: socket.socket) -> bytes:
+def _receive(channel: _socket.socket) -> bytes:
     chunks = []
     while chunk := channel.recv(_CHUNK_BYTES):
         chunks.append(chunk)
@@ -82,20 +87,22 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
     os.environ.clear()
     os.environ.update(job["environment"])
     os.chdir(SCRATCH_DIR)
-    sys.path[:0] = job["sys_path"]
+    sys.path.extend(job["sys_path"])  # after the standard library: nothing shadows it
     name = job["function_name"]
     state = None if job["agent_state"] is None else _agent_state.AgentState(job["agent_state"])
-    module = types.ModuleType("tool")
+    module = type(sys)("tool")
     try:
         exec(compile(job["source_code"], "<tool>", "exec"), module.__dict__)
         function = module.__dict__.get(name)
         if not callable(function):
             raise NameError(f"name '{name}' is not defined")
         arguments = dict(job["arguments"])
-        if state is not None and "agent_state" in inspect.signature(function).parameters:
+        if state is not None and _takes_agent_state(function):
             arguments["agent_state"] = state
         value = function(**arguments)
     except BaseException as error:
+        import traceback
+
         traceback.print_exc()
         return {
             "status": "error",
@@ -108,6 +115,12 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         "func_return": _as_json(value),
         "agent_state": None if state is None else state.to_json(),
     }
+
+
+def _takes_agent_state(function: Any) -> bool:
+    import inspect
+
+    return "agent_state" in inspect.signature(function).parameters
 
 
 def _as_json(value: Any) -> Any:

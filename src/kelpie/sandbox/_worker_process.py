@@ -3,16 +3,18 @@ one job and turns what happened (its reply, its output, a timeout, a limit, a cr
 ToolJobResult; then makes sure nothing of it is left (processes, cgroups, its uid)."""
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import math
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any, Final
 
-from kelpie.sandbox import _bwrap
+from kelpie.sandbox import _bwrap, _child
 from kelpie.sandbox._cgroups import WorkerCgroup
 from kelpie.sandbox._host import HostPlan
 from kelpie.sandbox._types import (
@@ -55,18 +57,20 @@ class WorkerProcess:
     def __init__(
         self,
         plan: HostPlan,
+        threads: concurrent.futures.Executor,
         *,
         network: bool = False,
         pip_target: Path | None = None,
         tmp_bytes: int = SANDBOX_TMP_BYTES_MAX,
     ) -> None:
         self._plan = plan
+        self._threads = threads
         self.network = network
         self._pip_target = pip_target
         self._tmp_bytes = tmp_bytes
         self._uid: int | None = None
         self._cgroup: WorkerCgroup | None = None
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: _child.Child | None = None
         self._channel: socket.socket | None = None
         self._closed = False
 
@@ -132,16 +136,27 @@ class WorkerProcess:
             passwd_fd=fds[1],
             group_fd=fds[2],
         )
-        try:
-            self._process = await asyncio.create_subprocess_exec(
-                *_bwrap.command(plan.tools, launch),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+        spawning = asyncio.ensure_future(
+            _child.spawn(
+                _bwrap.command(plan.tools, launch),
                 pass_fds=fds,
-                start_new_session=True,
                 env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+                threads=self._threads,
             )
+        )
+        cancelled = False
+        try:
+            # The start runs to its end even when we are cancelled: its thread is handing
+            # our fds to the child (closing them early could hand over others), and the
+            # child must be known so close() ends it the careful way.
+            while not spawning.done():
+                try:
+                    await asyncio.wait({spawning})
+                except asyncio.CancelledError:
+                    cancelled = True
+            self._process = spawning.result()
+            if cancelled:
+                raise asyncio.CancelledError
         finally:
             for fd in fds[:3]:
                 os.close(fd)
@@ -318,17 +333,26 @@ class WorkerProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._process.pid, signal.SIGKILL)
                 await self._process.wait()
+            finally:
+                self._process.close_pipes()
         if self._channel is not None:
             self._channel.close()
-        if self._cgroup is not None:
-            for _ in range(CLEANUP_POLLS_MAX):
-                if self._cgroup.remove():
-                    break
-                await asyncio.sleep(CLEANUP_POLL_INTERVAL_S)
-            else:
-                return  # processes that will not die: keep their uid out of circulation
+        # Removing a memory cgroup that held pages blocks for milliseconds: off the loop.
+        loop = asyncio.get_running_loop()
+        if self._cgroup is not None and not await loop.run_in_executor(
+            self._threads, self._remove_cgroup
+        ):
+            return  # processes that will not die: keep their uid out of circulation
         if self._uid is not None and self._plan.uids is not None:
             self._plan.uids.give_back(self._uid)
+
+    def _remove_cgroup(self) -> bool:
+        assert self._cgroup is not None
+        for _ in range(CLEANUP_POLLS_MAX):
+            if self._cgroup.remove():
+                return True
+            time.sleep(CLEANUP_POLL_INTERVAL_S)
+        return False
 
 
 def _data_pipe(data: bytes) -> int:
