@@ -5,8 +5,12 @@ Layers, top to bottom (a layer imports only the layers below it; import-linter c
     cli | sim   entry points: the real server, the deterministic simulator
     api         HTTP: routers, Letta-shaped request parsing, error mapping
     service     use cases: resolves ids, validates references, one transaction per write
-    tools       tool schemas from Python source, the built-in tool set
+    runtime     virtual actors: one activation per agent, turn locks, deactivation
+    agent       the agent loop, tool rules, the system prompt compiler
+    tools       tool schemas from Python source; the runners that execute every tool call
+    sandbox     the process sandbox custom tools run in (its worker imports nothing of Kelpie)
     llm         model providers and the catalogue of configured models
+    memory      embedders, hybrid search, the embedding worker
     storage     the Store protocol and its SQLite implementation
     env         the effect seam: clock, entropy (randomness and ids), config, and the Env bundle
     schemas     Letta-shaped data models and id types shared by every layer

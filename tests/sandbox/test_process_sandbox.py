@@ -5,6 +5,7 @@ that need their own (pool, close, a missing bwrap) make one. The pip test reache
 
 import asyncio
 import inspect
+import logging
 import os
 import shutil
 import tempfile
@@ -352,3 +353,31 @@ def test_start_returns_at_once_and_a_host_without_bwrap_refuses(tmp_path: Path) 
 
     asyncio.run(scenario())
     assert os.listdir(tmp_path) == []
+
+
+def test_workers_start_and_retire_concurrently_on_the_servers_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On uvloop (the server's loop), with starts in threads and retirements on the loop
+    overlapping: every call is served and every start succeeds (a worker's fd closed under
+    another's start shows as a pool start failure, which the pool logs and retries)."""
+    import uvloop
+
+    async def scenario() -> list[ToolJobResult]:
+        sandbox = ProcessSandbox(root_dir=tmp_path, pool_size=4)
+        await sandbox.start()
+        await sandbox.ready()
+        try:
+            results: list[ToolJobResult] = []
+            for _ in range(BATCHES):
+                batch = [tool_job(add, arguments={"a": i, "b": 1}) for i in range(16)]
+                results += await asyncio.gather(*(sandbox.run(job) for job in batch))
+            return results
+        finally:
+            await sandbox.close()
+
+    BATCHES = 8
+    with caplog.at_level(logging.WARNING, logger="kelpie.sandbox"):
+        results = uvloop.run(scenario())
+    assert [r.func_return for r in results] == [i + 1 for _ in range(BATCHES) for i in range(16)]
+    assert not caplog.records, [record.getMessage() for record in caplog.records]

@@ -167,8 +167,6 @@ class WorkerProcess:
         assert self._process is not None, "worker not started"
         assert self._channel is not None
         process, channel = self._process, self._channel
-        assert process.stdout is not None
-        assert process.stderr is not None
         payload = {**payload, "rlimits": self._rlimits(limits)}
         oom_before = 0
         if self._cgroup is not None:
@@ -252,7 +250,7 @@ class WorkerProcess:
 
     async def _read(
         self,
-        stream: asyncio.StreamReader,
+        stream: _child.ChildOutput,
         name: str,
         limits: SandboxLimits,
         overflow: list[str],
@@ -285,7 +283,6 @@ class WorkerProcess:
 
     async def _stderr_after_kill(self) -> str:
         assert self._process is not None
-        assert self._process.stderr is not None
         self._kill()
         try:
             async with asyncio.timeout(OUTPUT_CLOSE_TIMEOUT_S):
@@ -334,7 +331,7 @@ class WorkerProcess:
                     os.killpg(self._process.pid, signal.SIGKILL)
                 await self._process.wait()
             finally:
-                self._process.close_pipes()
+                self._process.close_output()
         if self._channel is not None:
             self._channel.close()
         # Removing a memory cgroup that held pages blocks for milliseconds: off the loop.
