@@ -141,6 +141,7 @@ PUBLIC_SURFACES: Final[dict[str, tuple[str, ...]]] = {
         "Sandbox",
         "SandboxDescription",
         "SandboxLimits",
+        "ToolAgentState",
         "ToolJob",
         "ToolJobResult",
     ),

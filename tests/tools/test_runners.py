@@ -17,7 +17,6 @@ from kelpie.tools import (
     SandboxSettings,
     ToolRegistry,
     UnavailableRunner,
-    agent_state_json,
     changed_values,
     function_signature,
     sandbox_settings,
@@ -84,15 +83,16 @@ def _tool(name: str, source: str, **fields: Any) -> Tool:
 
 
 def _state(*blocks: dict[str, Any]) -> dict[str, Any]:
-    return agent_state_json(
-        agent_id="agent-1",
-        name="a",
-        description=None,
-        tags=[],
-        metadata=None,
-        agent_type="letta_v1_agent",
-        blocks=list(blocks),
-    )
+    """The JSON form `agent_state_json` makes, written out: what the sandbox receives."""
+    return {
+        "id": "agent-1",
+        "name": "a",
+        "description": None,
+        "tags": [],
+        "metadata": {},
+        "agent_type": "letta_v1_agent",
+        "memory": {"blocks": list(blocks)},
+    }
 
 
 def _block(label: str, value: str, *, limit: int = 100, read_only: bool = False) -> dict[str, Any]:

@@ -4,6 +4,7 @@
 cgroups and a uid per worker, with a warm pool); the simulator brings its own tier through
 the `Sandbox` protocol. A tier that cannot confine code refuses to run it and says why."""
 
+from kelpie.sandbox._agent_state import AgentState as ToolAgentState
 from kelpie.sandbox._process import ProcessSandbox, SandboxDescription
 from kelpie.sandbox._types import (
     MIB,
@@ -39,6 +40,7 @@ __all__ = [
     "Sandbox",
     "SandboxDescription",
     "SandboxLimits",
+    "ToolAgentState",
     "ToolJob",
     "ToolJobResult",
 ]

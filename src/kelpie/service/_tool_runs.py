@@ -29,28 +29,6 @@ from kelpie.tools import (
 UNSTORED_TOOL_ID: Final = "tool-00000000-0000-4000-8000-000000000000"
 
 
-def _state_of(agent: AgentState) -> dict[str, Any]:
-    return agent_state_json(
-        agent_id=agent.id,
-        name=agent.name,
-        description=agent.description,
-        tags=agent.tags,
-        metadata=agent.metadata,
-        agent_type=agent.agent_type,
-        blocks=[
-            {
-                "id": block.id,
-                "label": block.label,
-                "value": block.value,
-                "limit": block.limit,
-                "description": block.description,
-                "read_only": block.read_only,
-            }
-            for block in agent.blocks
-        ],
-    )
-
-
 def _failed(text: str) -> ToolExecutionResult:
     return ToolExecutionResult(status="error", func_return=text, stderr=[text])
 
@@ -92,7 +70,7 @@ class ToolRunService:
                 f"Tool '{tool_name}' is a {tool.tool_type} tool: this route runs custom tools;"
                 " built-in tools run in an agent's turn"
             )
-        state = _state_of(agent)
+        state = agent_state_json(agent, agent.blocks)
         secrets = {secret.key: secret.value or "" for secret in agent.secrets}
         job = self._runner.job(tool, args, secrets, state)
         if isinstance(job, str):

@@ -14,9 +14,8 @@ import json
 from typing import Any, Final
 
 from kelpie.env import Clock, Entropy
-from kelpie.sandbox import ToolJob, ToolJobResult
+from kelpie.sandbox import ToolAgentState, ToolJob, ToolJobResult
 from kelpie.sim._faults import SANDBOX_FAULTS, SANDBOX_SLOW_START_S_MAX, FaultPlan
-from kelpie.sim._sandbox_state import SimAgentState
 from kelpie.sim._store import current_request
 
 # Virtual time a worker takes to start (a cold one for a call, or a replacement).
@@ -149,7 +148,7 @@ def _execute(job: ToolJob) -> ToolJobResult:
     `agent_state` given back with the values the function left."""
     namespace: dict[str, Any] = {"__name__": "sim_tool"}
     arguments = dict(job.arguments)
-    state = None if job.agent_state is None else SimAgentState(job.agent_state)
+    state = None if job.agent_state is None else ToolAgentState(dict(job.agent_state))
     if state is not None:
         arguments["agent_state"] = state
     try:

@@ -7,11 +7,11 @@ limits), so they commit with the step. The agent's secrets are the function's en
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from kelpie.sandbox import Sandbox, SandboxLimits, ToolJob, ToolJobResult
-from kelpie.schemas import Tool, limit_error
+from kelpie.schemas import AgentState, Block, Tool, limit_error
 from kelpie.tools._memory_edit import READ_ONLY_ERROR, MemoryEdit
 from kelpie.tools._returned import ToolReturn
 from kelpie.tools._sandbox_settings import sandbox_settings
@@ -80,48 +80,33 @@ class CustomToolRunner:
 
 
 def session_state(session: ToolSession) -> dict[str, Any]:
-    """The agent's state as a sandboxed function sees it (Letta's AgentState, the parts a
-    tool reads), with the blocks as this step has them."""
-    agent = session.agent
-    return agent_state_json(
-        agent_id=agent.id,
-        name=agent.name,
-        description=agent.description,
-        tags=agent.tags,
-        metadata=agent.metadata,
-        agent_type=agent.agent_type,
-        blocks=[
-            {
-                "id": block.id,
-                "label": block.label,
-                "value": block.value,
-                "limit": block.limit,
-                "description": block.description,
-                "read_only": block.read_only,
-            }
-            for block in session.blocks.values()
-        ],
-    )
+    """The agent's state with the blocks as this step has them."""
+    return agent_state_json(session.agent, session.blocks.values())
 
 
-def agent_state_json(
-    *,
-    agent_id: str,
-    name: str,
-    description: str | None,
-    tags: list[str],
-    metadata: Mapping[str, Any] | None,
-    agent_type: str,
-    blocks: list[dict[str, Any]],
-) -> dict[str, Any]:
+def agent_state_json(agent: AgentState, blocks: Iterable[Block]) -> dict[str, Any]:
+    """The agent's state as a sandboxed function sees it: Letta's AgentState, the parts a
+    tool reads."""
     return {
-        "id": agent_id,
-        "name": name,
-        "description": description,
-        "tags": list(tags),
-        "metadata": dict(metadata or {}),
-        "agent_type": agent_type,
-        "memory": {"blocks": blocks},
+        "id": agent.id,
+        "name": agent.name,
+        "description": agent.description,
+        "tags": list(agent.tags),
+        "metadata": dict(agent.metadata or {}),
+        "agent_type": agent.agent_type,
+        "memory": {
+            "blocks": [
+                {
+                    "id": block.id,
+                    "label": block.label,
+                    "value": block.value,
+                    "limit": block.limit,
+                    "description": block.description,
+                    "read_only": block.read_only,
+                }
+                for block in blocks
+            ]
+        },
     }
 
 
