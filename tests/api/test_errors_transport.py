@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -525,6 +526,25 @@ class TestPasswordMode:
 
         assert response.status_code == 200, response.text
         assert isinstance(response.json(), list)
+
+    def test_every_route_but_health_needs_the_password(self, password_http: httpx.Client) -> None:
+        """Walks the whole route table (from the server's own OpenAPI document), so a new
+        route, one that runs code most of all, cannot forget auth."""
+        schema = password_http.get(
+            "/openapi.json", headers={"Authorization": f"Bearer {SERVER_PASSWORD}"}
+        ).json()
+        walked = []
+        for path, operations in schema["paths"].items():
+            concrete = re.sub(r"\{[^}]+\}", "x", path)
+            for method in operations:
+                response = password_http.request(method.upper(), concrete, json={})
+                walked.append(f"{method.upper()} {path}")
+                if path in ("/v1/health", "/v1/health/", "/v1/ready"):
+                    continue
+                assert response.status_code == 401, f"{method.upper()} {path}: {response.text}"
+        assert "POST /v1/tools/run" in walked
+        assert "POST /v1/agents/{agent_id}/tools/{tool_name}/run" in walked
+        assert len(walked) >= 80, walked  # the table, not a stub of it
 
     def test_sdk_with_the_password_as_api_key_works(self, password_server: str) -> None:
         with Letta(base_url=password_server, api_key=SERVER_PASSWORD, max_retries=0) as letta:
