@@ -83,19 +83,31 @@ def check_calls_answered(
 ) -> None:
     """Every tool call among the items has exactly one tool return (call ids may repeat
     across turns: an injected malformed call always has the same one). With `deltas` (a
-    token stream, where one call may come in several items) only that each has one."""
+    token stream, where one call may come in several items) only that each has one, except
+    the calls of a last step that failed: their previews were streamed before its commit
+    failed, and the stream then ends with an error (nothing of that step was stored)."""
     called: collections.Counter[str] = collections.Counter()
     returned: collections.Counter[str] = collections.Counter()
+    since_last_return: set[str] = set()
     for item in items:
         if item.get("message_type") == "tool_call_message":
             call_id = (item.get("tool_call") or {}).get("tool_call_id")
             if call_id:
                 called[call_id] += 1
+                since_last_return.add(call_id)
         elif item.get("message_type") == "tool_return_message":
             returned[item["tool_call_id"]] += 1
+            since_last_return.clear()
     if deltas:
         # Calls counted once per id: each needs a return, and a return needs a call.
         called = collections.Counter({call_id: returned[call_id] or 1 for call_id in called})
+        ended_in_error = any(
+            item.get("message_type") == "stop_reason" and item.get("stop_reason") == "error"
+            for item in items
+        )
+        if ended_in_error:
+            for call_id in since_last_return - set(returned):
+                del called[call_id]
     unanswered = {
         call_id: (count, returned[call_id])
         for call_id, count in sorted((called | returned).items())
@@ -123,12 +135,10 @@ def check_custom_returns(
         for item in items
         if item.get("message_type") == "tool_return_message"
     }
-    # The model's answer that called memory_insert called the custom tools too.
-    answered = any(
-        (item.get("tool_call") or {}).get("tool_call_id") == f"call-{token}"
-        or item.get("tool_call_id") == f"call-{token}"
-        for item in items
-    )
+    # The model's answer that called memory_insert called the custom tools too: if that
+    # step committed (memory_insert has its return), so did theirs. (A call's preview alone
+    # says nothing: a token stream shows it before the step's commit, which may fail.)
+    answered = f"call-{token}" in returns
     # With no fault but latency, the turn must have run every call it was asked for.
     faultless = not FAILURE_FAULTS.union(LLM_FAULTS).intersection(faults)
     sandbox_faulted = bool(set(SANDBOX_FAULTS).intersection(faults))
