@@ -72,6 +72,7 @@ from _common import (
 from kelpie.env import Config as KelpieConfig
 from kelpie.env import Env, SystemClock, system_entropy
 from kelpie.llm import LlmRequest, LlmResponse, ProviderCatalog, ScriptedProviders, ToolCall, Usage
+from kelpie.mcp import McpConnections
 from kelpie.memory import HashingEmbedder, MemorySearch
 from kelpie.runtime import ACTIVE_AGENTS_MAX_DEFAULT, Activation, AgentRuntime
 from kelpie.sandbox import ProcessSandbox
@@ -153,6 +154,7 @@ def open_env(
         llm=ScriptedProviders(memory_script()),
         embedder=HashingEmbedder(),
         sandbox=ProcessSandbox(root_dir=data_dir / "sandbox", pool_size=0),
+        mcp=McpConnections(),
     )
 
 

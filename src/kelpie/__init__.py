@@ -9,6 +9,7 @@ Layers, top to bottom (a layer imports only the layers below it; import-linter c
     agent       the agent loop, tool rules, the system prompt compiler
     tools       tool schemas from Python source; the runners that execute every tool call
     sandbox     the process sandbox custom tools run in (its worker imports nothing of Kelpie)
+    mcp         the MCP client: kept connections to MCP servers (imports nothing of Kelpie)
     llm         model providers and the catalogue of configured models
     memory      embedders, hybrid search, the embedding worker
     storage     the Store protocol and its SQLite implementation

@@ -546,6 +546,20 @@ class TestPasswordMode:
         assert "POST /v1/agents/{agent_id}/tools/{tool_name}/run" in walked
         assert len(walked) >= 80, walked  # the table, not a stub of it
 
+    def test_the_mcp_endpoint_needs_the_password(self, password_http: httpx.Client) -> None:
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+        accept = {"Accept": "application/json, text/event-stream"}
+
+        refused = password_http.post("/v1/mcp", json=initialize, headers=accept)
+        admitted = password_http.post(
+            "/v1/mcp",
+            json=initialize,
+            headers={**accept, "Authorization": f"Bearer {SERVER_PASSWORD}"},
+        )
+
+        assert refused.status_code == 401
+        assert admitted.status_code != 401, admitted.text
+
     def test_sdk_with_the_password_as_api_key_works(self, password_server: str) -> None:
         with Letta(base_url=password_server, api_key=SERVER_PASSWORD, max_retries=0) as letta:
             agent = letta.agents.create(name=unique("secure"), model=MODEL)

@@ -177,6 +177,7 @@ def test_every_table_with_created_at_has_a_cursor_index(tmp_path: Path) -> None:
         "steps",
         "archives",
         "passages",
+        "mcp_servers",
         *KEY_PAGED_TABLES,
     }
     for table in set(tables) - set(KEY_PAGED_TABLES):

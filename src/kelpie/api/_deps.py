@@ -18,6 +18,7 @@ from kelpie.service import (
     BlockService,
     ContextService,
     ConversationService,
+    McpServerService,
     MessageLookup,
     MessageService,
     RecallService,
@@ -34,6 +35,7 @@ class Services:
     blocks: BlockService
     tools: ToolService
     tool_runs: ToolRunService
+    mcp_servers: McpServerService
     messages: MessageService
     conversations: ConversationService
     exporter: AgentExporter
@@ -60,6 +62,7 @@ class Services:
             blocks=BlockService(env),
             tools=ToolService(env),
             tool_runs=ToolRunService(env, agents),
+            mcp_servers=McpServerService(env),
             messages=MessageService(env, agents, runtime, memory),
             conversations=ConversationService(env, agents),
             exporter=AgentExporter(env, agents),

@@ -57,13 +57,11 @@ async def send(
     stream: bool,
 ) -> Response:
     messages = services.messages
-    background = stream and request.background
-    run = messages.new_run(agent_id, conversation_id, request, background=background)
     if not stream:
         check_json_flags(request)
-        started = await messages.start_turn(request, run)
-        result = await started.run()
-        return json_response(messages.response(started.agent, request, result))
+        return json_response(await messages.send_and_wait(agent_id, conversation_id, request))
+    background = request.background
+    run = messages.new_run(agent_id, conversation_id, request, background=background)
     if not background:
         live = LiveStream()
         started = await messages.start_turn(request, run, stream=live)

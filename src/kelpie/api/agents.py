@@ -3,6 +3,7 @@
 from typing import Annotated, Literal
 
 from fastapi import Body, Depends, Query, Response
+from fastapi.responses import JSONResponse
 
 from kelpie.api._deps import ServicesDep
 from kelpie.api._params import Limit, page_params
@@ -206,7 +207,8 @@ async def list_agent_secrets(agent_id: str, services: ServicesDep) -> Response:
 
 
 @router.get("/{agent_id}/mcp-servers")
-async def list_agent_mcp_servers(agent_id: str, services: ServicesDep) -> list[object]:
-    """The MCP servers the agent's tools come from: none, until Kelpie connects MCP."""
-    await services.agents.retrieve(_agent_id(agent_id), ())
-    return []
+async def list_agent_mcp_servers(agent_id: str, services: ServicesDep) -> JSONResponse:
+    """The MCP servers the agent's tools come from."""
+    agent = await services.agents.retrieve(_agent_id(agent_id), ("agent.tools",))
+    servers = await services.mcp_servers.servers_of(agent.tools)
+    return JSONResponse([server.letta_shape() for server in servers])

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from kelpie.env import Config, Env, SystemClock, system_entropy
 from kelpie.llm import LlmRouter, ProviderCatalog
+from kelpie.mcp import McpConnections
 from kelpie.memory import (
     HASHING_MODEL,
     LOCAL_MODEL,
@@ -77,4 +78,5 @@ def open_env(config: Config) -> Env:
         sandbox=ProcessSandbox(
             root_dir=config.data_dir / SANDBOX_DIR_NAME, pool_size=config.sandbox_pool_size
         ),
+        mcp=McpConnections(),
     )

@@ -74,6 +74,7 @@ async def _serve(config: Config, log_level: str) -> None:
         if isinstance(env.llm, LlmRouter):
             await env.llm.aclose()
         await env.sandbox.close()
+        await env.mcp.close()
         await env.store.close()
 
 

@@ -10,6 +10,7 @@ from kelpie.env._entropy import Entropy
 if TYPE_CHECKING:
     # Type-only: the seams' protocols live in the layers that own them.
     from kelpie.llm import LlmProviders, ModelCatalog
+    from kelpie.mcp import McpClients
     from kelpie.memory import Embedder
     from kelpie.sandbox import Sandbox
     from kelpie.storage import Store
@@ -26,3 +27,4 @@ class Env:
     llm: "LlmProviders"
     embedder: "Embedder"
     sandbox: "Sandbox"
+    mcp: "McpClients"

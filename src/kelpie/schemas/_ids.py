@@ -16,6 +16,7 @@ STEP_PREFIX: Final = "step"
 CONVERSATION_PREFIX: Final = "conv"
 PASSAGE_PREFIX: Final = "passage"
 ARCHIVE_PREFIX: Final = "archive"
+MCP_SERVER_PREFIX: Final = "mcp_server"
 
 _UUID4_PATTERN: Final = "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 _PATTERNS: dict[str, re.Pattern[str]] = {}

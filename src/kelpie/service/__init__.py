@@ -9,6 +9,7 @@ from kelpie.service._archives import ArchiveService
 from kelpie.service._blocks import BlockService
 from kelpie.service._context import ContextService
 from kelpie.service._conversations import ConversationService, thread_of
+from kelpie.service._mcp_servers import McpServerService
 from kelpie.service._message_lookup import MessageLookup
 from kelpie.service._messages import MessageService, Reattached, StartedTurn
 from kelpie.service._recall import RecallService
@@ -30,6 +31,7 @@ __all__ = [
     "ConversationService",
     "ImportOptions",
     "LiveStream",
+    "McpServerService",
     "MessageLookup",
     "MessageService",
     "Reattached",

@@ -282,6 +282,15 @@ class MessageService:
         with contextlib.suppress(Unavailable):
             await self._env.store.save_run(failed, events)
 
+    async def send_and_wait(
+        self, agent_id: str, conversation_id: str | None, request: LettaRequest
+    ) -> LettaResponse:
+        """A turn answered when it is over: Letta's JSON reply (no stream)."""
+        run = self.new_run(agent_id, conversation_id, request, background=False)
+        started = await self.start_turn(request, run)
+        result = await started.run()
+        return self.response(started.agent, request, result)
+
     def response(
         self, agent: AgentState, request: LettaRequest, result: TurnResult
     ) -> LettaResponse:

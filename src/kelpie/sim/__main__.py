@@ -8,7 +8,7 @@ from typing import Final
 import click
 
 from kelpie.sim._faults import FaultPlan
-from kelpie.sim._planted import PLANTED_BUGS, PLANTED_SANDBOX_BUGS
+from kelpie.sim._planted import PLANTED_BUGS, PLANTED_MCP_BUGS, PLANTED_SANDBOX_BUGS
 from kelpie.sim._run import CLIENTS_DEFAULT, STEPS_DEFAULT, SimResult, run_seed
 
 SWEEP_FAILURES_SHOWN_MAX: Final = 20
@@ -32,7 +32,7 @@ def _describe(result: SimResult) -> str:
 @click.option("--first-seed", type=int, default=1, show_default=True)
 @click.option(
     "--plant",
-    type=click.Choice(sorted([*PLANTED_BUGS, *PLANTED_SANDBOX_BUGS])),
+    type=click.Choice(sorted([*PLANTED_BUGS, *PLANTED_SANDBOX_BUGS, *PLANTED_MCP_BUGS])),
     default=None,
     help="Plant a known bug, to see the simulator catch it.",
 )
@@ -50,6 +50,7 @@ def main(
     plan = None if faults is None else FaultPlan.parse(faults)
     wrapper = None if plant is None else PLANTED_BUGS.get(plant)
     sandbox = None if plant is None else PLANTED_SANDBOX_BUGS.get(plant)
+    mcp = None if plant is None else PLANTED_MCP_BUGS.get(plant)
     if sweep is None:
         result = run_seed(
             seed if seed is not None else first_seed,
@@ -59,6 +60,7 @@ def main(
             shuffle=not no_shuffle,
             store_wrapper=wrapper,
             sandbox_factory=sandbox,
+            mcp_factory=mcp,
         )
         print(f"fault plan: {result.plan.describe()}")
         print(_describe(result))
@@ -74,6 +76,7 @@ def main(
             clients=clients,
             store_wrapper=wrapper,
             sandbox_factory=sandbox,
+            mcp_factory=mcp,
         )
         if not result.ok:
             failed.append(result)

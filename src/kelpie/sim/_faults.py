@@ -16,13 +16,18 @@ CLOCK_JUMP_S_MAX: Final = 3600.0
 # A slow sandbox start waits up to this long (virtual time) before the tool runs.
 SANDBOX_SLOW_START_S_MAX: Final = 0.3
 SANDBOX_FAULTS: Final = ("sandbox_crash", "sandbox_timeout", "sandbox_slow_start")
+# MCP faults: drawn per call (crash, timeout) and per connect (slow start). A slow start
+# takes up to this many connect timeouts: past one, the connect fails.
+MCP_SLOW_START_TIMEOUTS_MAX: Final = 1.5
+MCP_CALL_FAULTS: Final = ("mcp_crash", "mcp_timeout")
+MCP_FAULTS: Final = (*MCP_CALL_FAULTS, "mcp_slow_start")
 
 
 @final
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FaultPlan:
-    """Probabilities per eligible call (storage faults, model calls, sandbox runs) or per
-    workload step (clock)."""
+    """Probabilities per eligible call (storage faults, model calls, sandbox runs, MCP calls
+    and connects) or per workload step (clock)."""
 
     storage_write_failure: float = 0.0
     storage_read_failure: float = 0.0
@@ -41,6 +46,12 @@ class FaultPlan:
     sandbox_crash: float = 0.0
     sandbox_timeout: float = 0.0
     sandbox_slow_start: float = 0.0
+    # Per MCP tool call: the server dies mid-call (the next call reconnects), or the call
+    # stalls past its timeout; per connect to an MCP server: it starts slowly, maybe past
+    # the connect timeout.
+    mcp_crash: float = 0.0
+    mcp_timeout: float = 0.0
+    mcp_slow_start: float = 0.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -73,6 +84,9 @@ class FaultPlan:
             sandbox_crash=pick(_PROBABILITY_CHOICES),
             sandbox_timeout=pick(_PROBABILITY_CHOICES),
             sandbox_slow_start=pick(_PROBABILITY_CHOICES),
+            mcp_crash=pick(_PROBABILITY_CHOICES),
+            mcp_timeout=pick(_PROBABILITY_CHOICES),
+            mcp_slow_start=pick(_PROBABILITY_CHOICES),
         )
 
     @classmethod

@@ -20,6 +20,7 @@ from kelpie.llm import (
 )
 from kelpie.schemas import LlmConfig
 from kelpie.sim._faults import FaultPlan
+from kelpie.sim._mcp import mcp_call_arguments
 from kelpie.sim._store import current_request
 
 LLM_ERROR_FAULTS: Final = ("llm_timeout", "llm_error", "llm_rate_limit")
@@ -65,6 +66,11 @@ TOKEN_KEY_PREFIX: Final = "token."
 CALLS_MARK: Final = "calls:"
 # The workload's custom tools are named tool_<client>_<n>; no built-in tool is.
 CUSTOM_TOOL_PREFIX: Final = "tool_"
+# How many calls of the agent's MCP tools a workload message asks for ("mcp:2"); the
+# workload's MCP servers are named mcp_<client>_<n>, and so their tools begin.
+MCP_MARK: Final = "mcp:"
+MCP_TOOL_PREFIX: Final = "mcp_"
+MCP_CALL_ID_PREFIX: Final = "mcp-"
 
 
 def token_key_call_id(token: str) -> str:
@@ -90,9 +96,35 @@ def custom_return(token: str, index: int) -> str:
 
 def custom_calls(text: str | None) -> int:
     """How many custom calls a workload message asks for."""
-    if not text or CALLS_MARK not in text:
+    return _count(text, CALLS_MARK)
+
+
+def mcp_calls(text: str | None) -> int:
+    """How many MCP calls a workload message asks for."""
+    return _count(text, MCP_MARK)
+
+
+def _count(text: str | None, mark: str) -> int:
+    if not text or mark not in text:
         return 0
-    return int(text.split(CALLS_MARK, 1)[1].split()[0])
+    return int(text.split(mark, 1)[1].split()[0])
+
+
+def mcp_call_id(token: str, index: int, suffix: str) -> str:
+    """The id of a turn's index-th MCP call, naming the kind of tool it calls (its
+    arguments, and so its result, follow from the token, the index and the kind)."""
+    return f"{MCP_CALL_ID_PREFIX}{token}x{index}-{suffix}"
+
+
+def parse_mcp_call_id(call_id: str) -> tuple[str, int, str] | None:
+    """(token, index, tool kind) of an MCP call id; None for any other call."""
+    if not call_id.startswith(MCP_CALL_ID_PREFIX):
+        return None
+    rest, _, suffix = call_id.removeprefix(MCP_CALL_ID_PREFIX).rpartition("-")
+    token, _, index = rest.rpartition("x")
+    if not token or not index.isdigit() or not suffix:
+        return None
+    return token, int(index), suffix
 
 
 def journal_token(text: str | None) -> str | None:
@@ -108,7 +140,8 @@ class SimModel:
     calls memory_insert on the journal block and, when it has the working-memory tools,
     working_memory_set of `token.<token>` in the same answer (so one step writes both),
     then as many calls of the agent's custom tools as the message asks for (taking its
-    tools in name order, round the list: one tool asked twice is called twice in the step);
+    tools in name order, round the list: one tool asked twice is called twice in the step),
+    and as many calls of its MCP tools (likewise);
     after a tool return it replies. Faults from the plan are injected on top (errors
     raised, output malformed or emptied)."""
 
@@ -162,6 +195,14 @@ class SimModel:
                         name=custom[index % len(custom)],
                         arguments=call_arguments,
                     )
+                )
+            mcp = sorted(name for name in tools if name.startswith(MCP_TOOL_PREFIX))
+            for index in range(mcp_calls(last.content) if mcp else 0):
+                name = mcp[index % len(mcp)]
+                suffix = name.rpartition("_")[2]
+                arguments = json.dumps(mcp_call_arguments(suffix, token, index))
+                calls.append(
+                    ToolCall(id=mcp_call_id(token, index, suffix), name=name, arguments=arguments)
                 )
             return LlmResponse(
                 content=None, tool_calls=tuple(calls), finish_reason="tool_calls", usage=usage

@@ -136,6 +136,8 @@ class AgentModel:
     # The status of every custom call's return in an acknowledged turn, by call id: each
     # must be in the agent's history after any crash.
     custom_returns: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The names of the MCP tools attached (at creation, or by a refresh with agent_id).
+    mcp_tools: Known[tuple[str, ...]] = dataclasses.field(default_factory=lambda: Known(()))
 
 
 @dataclasses.dataclass
@@ -177,6 +179,19 @@ class ToolModel:
 
 
 @dataclasses.dataclass
+class McpServerModel:
+    id: str
+    name: str  # the server's name, and its tools' prefix (`<name>_add`, ...)
+    exists: Known[bool]
+    # Its tools' ids by name, once listed (a refresh keeps a listed name's id).
+    tool_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Its tools ever attached to an agent (possibly): such servers are never deleted.
+    ever_attached: bool = False
+    # A call failed as the server crashed: the next call with no fault must succeed.
+    crashed: bool = False
+
+
+@dataclasses.dataclass
 class ClientModel:
     tag: str
     agents: dict[str, AgentModel] = dataclasses.field(default_factory=dict)
@@ -192,3 +207,6 @@ class ClientModel:
         default_factory=dict
     )
     passages_sent: int = 0
+    mcp_servers: dict[str, McpServerModel] = dataclasses.field(default_factory=dict)
+    mcp_servers_created: int = 0
+    mcp_runs: int = 0

@@ -1,13 +1,15 @@
 """Bugs planted on purpose, to show the simulator catches the kinds of mistakes it exists
 for (tests and `python -m kelpie.sim --plant NAME`). Each wraps the real store, or (the
-sandbox's) replaces the simulated sandbox."""
+sandbox's, the MCP servers') replaces the simulated sandbox or MCP servers."""
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, cast, final
 
+from kelpie.mcp import McpServerSpec, McpUnavailable
 from kelpie.schemas import Block, BlockHistoryEntry, Passage, Run, RunEvent
 from kelpie.sim._clock import SimClock
+from kelpie.sim._mcp import McpFaultInjector, SimConnection, SimMcp
 from kelpie.sim._sandbox import SandboxFaultInjector, SimSandbox
 from kelpie.storage import BlockChange, Page, StepCommit, Store
 
@@ -171,6 +173,36 @@ def _pool_never_refills(clock: SimClock, faults: SandboxFaultInjector, size: int
     return PoolNeverRefills(clock, faults, pool_size=size)
 
 
+@final
+class McpNeverReconnects(SimMcp):
+    """After a server crashed mid-call, never connects to it again: every later call of its
+    tools fails, faults or not."""
+
+    def __init__(self, clock: SimClock, faults: McpFaultInjector) -> None:
+        super().__init__(clock, faults)
+        self._dead: set[str] = set()
+
+    def _server_died(self, connection: SimConnection) -> None:
+        self._dead.add(connection.spec.key)
+        super()._server_died(connection)
+
+    async def _connection(self, spec: McpServerSpec) -> SimConnection:
+        if spec.key in self._dead:
+            raise McpUnavailable(f"MCP server '{spec.name}' could not be reached.")
+        return await super()._connection(spec)
+
+
+@final
+class McpConnectPerCall(SimMcp):
+    """Drops the connection after every call without closing it (Letta's one connection
+    per call, leaked): each call pays a start-up, and connections pile up."""
+
+    def _after_call(self, connection: SimConnection) -> None:
+        connection.alive = False
+        if self._connections.get(connection.spec.key) is connection:
+            del self._connections[connection.spec.key]
+
+
 PLANTED_BUGS: Final[dict[str, Callable[[Store], Store]]] = {
     "lost_block_edit": lambda store: cast(Store, LostBlockEdit(store)),
     "ack_before_commit": lambda store: cast(Store, AckBeforeCommit(store)),
@@ -184,4 +216,8 @@ PLANTED_SANDBOX_BUGS: Final[
     dict[str, Callable[[SimClock, SandboxFaultInjector, int], SimSandbox]]
 ] = {
     "pool_never_refills": _pool_never_refills,
+}
+PLANTED_MCP_BUGS: Final[dict[str, Callable[[SimClock, McpFaultInjector], SimMcp]]] = {
+    "mcp_never_reconnects": McpNeverReconnects,
+    "mcp_connect_per_call": McpConnectPerCall,
 }

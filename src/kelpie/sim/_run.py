@@ -14,7 +14,7 @@ from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import FaultPlan
 from kelpie.sim._loop import SimError, SimUnhandledError, run_simulation, running_sim_loop
 from kelpie.sim._sandbox import WORKER_START_S
-from kelpie.sim._server import SandboxFactory, SimServer, StoreWrapper
+from kelpie.sim._server import McpFactory, SandboxFactory, SimServer, StoreWrapper
 from kelpie.sim._workload import Client, Trace, audit
 
 CLIENTS_DEFAULT: Final = 3
@@ -48,6 +48,7 @@ async def _simulate(
     data_dir: Path,
     store_wrapper: StoreWrapper | None,
     sandbox_factory: SandboxFactory | None = None,
+    mcp_factory: McpFactory | None = None,
     *,
     trace: Trace | None = None,
     servers: list[SimServer] | None = None,
@@ -64,6 +65,7 @@ async def _simulate(
         clock=clock,
         store_wrapper=store_wrapper,
         sandbox_factory=sandbox_factory,
+        mcp_factory=mcp_factory,
     )
     if servers is not None:
         servers.append(server)
@@ -91,6 +93,7 @@ async def _simulate(
                 run.cancel()
             await asyncio.gather(*runs, return_exceptions=True)
         await check_sandbox_pool(server, clock)
+        check_mcp_connections(server)
         # The end of the run is one more crash: every acknowledged write must survive it.
         await server.crash_and_restart()
     except InvariantBroken as broken:
@@ -118,6 +121,18 @@ async def check_sandbox_pool(server: SimServer, clock: SimClock) -> None:
     )
 
 
+def check_mcp_connections(server: SimServer) -> None:
+    """Each incarnation kept its MCP connections: per server, no more connects than the
+    connections lost (to a crash of the server, or a forget) plus one."""
+    for incarnation, mcp in enumerate(server.mcps, start=1):
+        wasteful = mcp.connections_not_reused()
+        require(
+            not wasteful,
+            f"mcp connections not reused (incarnation {incarnation}, servers {wasteful}):"
+            f" {mcp.describe()}",
+        )
+
+
 def run_seed(
     seed: int,
     *,
@@ -127,6 +142,7 @@ def run_seed(
     shuffle: bool = True,
     store_wrapper: StoreWrapper | None = None,
     sandbox_factory: SandboxFactory | None = None,
+    mcp_factory: McpFactory | None = None,
 ) -> SimResult:
     """Runs one seed. With no plan given, the seed draws one."""
     if plan is None:
@@ -144,6 +160,7 @@ def run_seed(
                     Path(tmp),
                     store_wrapper,
                     sandbox_factory,
+                    mcp_factory,
                     trace=trace,
                     servers=servers,
                 ),

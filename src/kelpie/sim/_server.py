@@ -23,6 +23,7 @@ from kelpie.service import prepare
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import FaultPlan
 from kelpie.sim._llm import LlmFaultInjector, SimModel
+from kelpie.sim._mcp import McpFaultInjector, SimMcp
 from kelpie.sim._sandbox import SandboxFaultInjector, SimSandbox
 from kelpie.sim._store import FaultyStore, RequestFaults, SimCrash, current_request
 from kelpie.storage import SqliteStore, Store
@@ -35,6 +36,8 @@ _SIM_OPENAI_BASE_URL: Final = "http://llm.sim/v1"
 StoreWrapper = Callable[[Store], Store]
 # Builds each incarnation's sandbox (the planted bugs swap in a faulty one).
 SandboxFactory = Callable[[SimClock, SandboxFaultInjector, int], SimSandbox]
+# Builds each incarnation's MCP servers (the planted bugs swap in faulty ones).
+McpFactory = Callable[[SimClock, McpFaultInjector], SimMcp]
 # Set in the task running the audit after a restart: its requests go through while the
 # server is closed to everyone else (a flag on the server would let any client's request
 # slip in during the audit and race it).
@@ -67,6 +70,7 @@ class SimServer:
         clock: SimClock,
         store_wrapper: StoreWrapper | None = None,
         sandbox_factory: SandboxFactory | None = None,
+        mcp_factory: McpFactory | None = None,
     ) -> None:
         # Runs after each restart, before clients may send again (the audit); its requests
         # go through while the server is closed to everyone else.
@@ -81,6 +85,11 @@ class SimServer:
         self.sandbox_faults = SandboxFaultInjector(plan, entropy.fork("faults/sandbox"))
         self._sandbox_factory = sandbox_factory or _sim_sandbox
         self.sandbox: SimSandbox | None = None
+        # And the MCP servers' faults; each incarnation has its own connections (all kept,
+        # for the connection check at the end of the run).
+        self.mcp_faults = McpFaultInjector(plan, entropy.fork("faults/mcp"))
+        self._mcp_factory = mcp_factory or SimMcp
+        self.mcps: list[SimMcp] = []
         self.plan = plan
         self._clock = clock
         self._store_wrapper = store_wrapper
@@ -117,6 +126,7 @@ class SimServer:
             # Deterministic and thread-free, shaped like the real one (unit vectors, 384 dims).
             embedder=HashingEmbedder(),
             sandbox=self._new_sandbox(config),
+            mcp=self._new_mcp(),
         )
         await self._prepare(env)
         app = create_app(env)
@@ -133,6 +143,11 @@ class SimServer:
             self._clock, self.sandbox_faults, config.sandbox_pool_size
         )
         return self.sandbox
+
+    def _new_mcp(self) -> SimMcp:
+        mcp = self._mcp_factory(self._clock, self.mcp_faults)
+        self.mcps.append(mcp)
+        return mcp
 
     async def _prepare(self, env: Env) -> None:
         """Start-up may itself hit faults; a real operator restarts until it comes up."""
@@ -163,12 +178,15 @@ class SimServer:
             await self._faulty.close()
         if self.sandbox is not None:
             await self.sandbox.close()
+        if self.mcps:
+            await self.mcps[-1].close()
         self._client = self._faulty = None
 
     def set_plan(self, plan: FaultPlan) -> None:
         self.plan = plan
         self.llm_faults.plan = plan
         self.sandbox_faults.plan = plan
+        self.mcp_faults.plan = plan
         if self._faulty is not None:
             self._faulty._plan = plan
 

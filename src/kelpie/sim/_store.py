@@ -51,10 +51,17 @@ WRITE_OPERATIONS: Final = frozenset(
         "attach_archive",
         "detach_archive",
         "save_embeddings",
+        "insert_mcp_server",
+        "replace_mcp_server",
+        "delete_mcp_server",
     }
 )
 READ_OPERATIONS: Final = frozenset(
     {
+        "get_mcp_server",
+        "get_mcp_server_by_name",
+        "list_mcp_servers",
+        "mcp_server_tools",
         "get_agent",
         "list_agents",
         "count_agents",

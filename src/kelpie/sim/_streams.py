@@ -12,9 +12,10 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 from kelpie.sim._checks import acknowledged, require
-from kelpie.sim._llm import CALLS_MARK, TOKEN_KEY_PREFIX, TOKEN_MARK, token_key_call_id
+from kelpie.sim._llm import CALLS_MARK, MCP_MARK, TOKEN_KEY_PREFIX, TOKEN_MARK, token_key_call_id
 from kelpie.sim._memory_checks import canonical
 from kelpie.sim._model import AgentModel, KeyState, Known
+from kelpie.sim._workload_mcp import check_mcp_returns, mcp_call_count
 from kelpie.sim._workload_tools import (
     check_calls_answered,
     check_custom_returns,
@@ -100,7 +101,8 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
         agent.working_memory.setdefault(key, Known(None)).intend(KeyState(canonical(token)))
     calls = custom_call_count(agent, client.entropy.random())
     expect_custom_calls(journal, agent, token, calls)
-    text = f"record {TOKEN_MARK}{token} {CALLS_MARK}{calls}"
+    mcp = mcp_call_count(agent, client.entropy.random())
+    text = f"record {TOKEN_MARK}{token} {CALLS_MARK}{calls} {MCP_MARK}{mcp}"
     otid = client.entropy.new_id("otid").removeprefix("otid-")
     body = {
         "messages": [{"role": "user", "content": text, "otid": otid}],
@@ -128,6 +130,9 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
         check_stream_ended("send_background", items)
     check_custom_returns(
         "send_background", journal, agent, token, calls, items, outcome.faults, complete=complete
+    )
+    check_mcp_returns(
+        "send_background", agent, token, mcp, items, outcome.faults, complete=complete
     )
     if agent.working_memory_tools and complete:
         # The turn's working_memory_set committed with its step, or failed and wrote nothing.

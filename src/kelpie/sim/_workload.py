@@ -26,6 +26,7 @@ from kelpie.sim._faults import CLOCK_JUMP_S_MAX, FaultPlan
 from kelpie.sim._llm import (
     CALLS_MARK,
     JOURNAL_LABEL,
+    MCP_MARK,
     TOKEN_KEY_PREFIX,
     TOKEN_MARK,
     token_key_call_id,
@@ -42,6 +43,12 @@ from kelpie.sim._model import (
 )
 from kelpie.sim._server import Outcome
 from kelpie.sim._streams import audit_streams, send_background
+from kelpie.sim._workload_mcp import (
+    McpOperations,
+    audit_mcp,
+    check_mcp_returns,
+    mcp_call_count,
+)
 from kelpie.sim._workload_memory import (
     WORKING_MEMORY_TOOLS,
     MemoryOperations,
@@ -97,7 +104,7 @@ class Trace:
         return hashlib.sha256("\n".join(self.lines).encode()).hexdigest()
 
 
-class Client(MemoryOperations):
+class Client(MemoryOperations, McpOperations):
     def __init__(
         self,
         index: int,
@@ -137,6 +144,7 @@ class Client(MemoryOperations):
             (12, self.send_message),
             (6, self.send_background),
             *self.memory_operations(),
+            *self.mcp_operations(),
             (6, self.insert_passage),
             (4, self.search_memory),
         )
@@ -206,6 +214,9 @@ class Client(MemoryOperations):
             for tool in custom:
                 tool.ever_attached = True  # the create may land unacknowledged
             body["tool_ids"] = [tool.id for tool in custom]
+        mcp_ids, mcp_names = await self.mcp_tools_for_new_agent()
+        if mcp_ids:
+            body["tool_ids"] = [*body.get("tool_ids", []), *mcp_ids]
         self.model.unknown_agents += 1
         outcome = await self.send("create_agent", "POST", "/v1/agents/", json=body)
         if not acknowledged(outcome, "create_agent", 200):
@@ -232,6 +243,7 @@ class Client(MemoryOperations):
             journal_id=next(b["id"] for b in created["blocks"] if b["label"] == JOURNAL_LABEL),
             working_memory_tools=tools,
             custom_tools=tuple((tool.name, tool.takes_state) for tool in custom),
+            mcp_tools=Known(mcp_names),
         )
         self.model.agents[agent.id] = agent
         check_agent_body(agent, created, self.model.blocks)
@@ -444,7 +456,7 @@ class Client(MemoryOperations):
     def _turn_agents(self) -> list[AgentModel]:
         """Agents a turn may go to; half the time, those with custom tools (if any)."""
         agents = [a for a in self._existing(self.model.agents) if a.journal_id is not None]
-        custom = [a for a in agents if a.custom_tools]
+        custom = [a for a in agents if a.custom_tools or any(a.mcp_tools.candidates())]
         return custom if custom and self._entropy.random() < CUSTOM_TURN_SHARE else agents
 
     async def send_message(self) -> None:
@@ -461,7 +473,8 @@ class Client(MemoryOperations):
             agent.working_memory.setdefault(key, Known(None)).intend(token_state)
         calls = custom_call_count(agent, self._entropy.random())
         expect_custom_calls(journal, agent, token, calls)
-        text = f"please record {TOKEN_MARK}{token} {CALLS_MARK}{calls}"
+        mcp = mcp_call_count(agent, self._entropy.random())
+        text = f"please record {TOKEN_MARK}{token} {CALLS_MARK}{calls} {MCP_MARK}{mcp}"
         body = {"messages": [{"role": "user", "content": text}]}
         url = f"/v1/agents/{agent.id}/messages"
         outcome = await self.send("send_message", "POST", url, json=body)
@@ -482,7 +495,16 @@ class Client(MemoryOperations):
             outcome.faults,
             complete=True,
         )
-        if calls:
+        check_mcp_returns(
+            "send_message",
+            agent,
+            token,
+            mcp,
+            outcome.body["messages"],
+            outcome.faults,
+            complete=True,
+        )
+        if calls or mcp:
             await check_run_ended(self, "send_message", outcome.body)
         if agent.working_memory_tools:
             # The turn's working_memory_set committed with its step, or failed (a faulty
@@ -711,3 +733,4 @@ async def _audit_client(client: Client) -> None:
     for tool in list(client.model.tools.values()):
         await check_tool(client, tool)
     await audit_streams(client)
+    await audit_mcp(client)

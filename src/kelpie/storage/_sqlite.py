@@ -32,6 +32,7 @@ from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
 from kelpie.storage._sql import like_pattern, placeholders
 from kelpie.storage._sqlite_archives import ArchiveRows
 from kelpie.storage._sqlite_history import HistoryRows
+from kelpie.storage._sqlite_mcp import McpRows
 from kelpie.storage._sqlite_memory import WorkingMemoryRows
 from kelpie.storage._sqlite_runs import RunRows
 from kelpie.storage._sqlite_search import SearchRows
@@ -56,7 +57,9 @@ def _agent_state(data: str) -> AgentState:
 
 
 @final
-class SqliteStore(SearchRows, ArchiveRows, RunRows, ThreadRows, HistoryRows, WorkingMemoryRows):
+class SqliteStore(
+    SearchRows, ArchiveRows, McpRows, RunRows, ThreadRows, HistoryRows, WorkingMemoryRows
+):
     def __init__(
         self, connection: sqlite3.Connection, checkpointer: WalCheckpointer | None = None
     ) -> None:

@@ -38,6 +38,16 @@ class SqliteRows:
     def _write_block_row(self, db: sqlite3.Connection, block: Block, *, insert: bool) -> None:
         raise NotImplementedError
 
+    @staticmethod
+    def _set_agent_tools(
+        db: sqlite3.Connection, agent_id: str, tool_ids: Sequence[str], at_us: int
+    ) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _touch_agent(db: sqlite3.Connection, agent_id: str, at_us: int) -> None:
+        raise NotImplementedError
+
     # HistoryRows ------------------------------------------------------------------------
 
     def _change_block(self, db: sqlite3.Connection, block: Block, change: BlockChange) -> None:

@@ -37,6 +37,13 @@ from kelpie.tools._registry import (
 )
 from kelpie.tools._returned import ToolReturn
 from kelpie.tools._run_custom import CustomToolRunner, agent_state_json, changed_values, tool_return
+from kelpie.tools._run_mcp import (
+    McpToolRunner,
+    call_mcp_tool,
+    mcp_spec,
+    mcp_tool_record,
+    server_id_of,
+)
 from kelpie.tools._sandbox_settings import SANDBOX_METADATA_KEY, SandboxSettings, sandbox_settings
 from kelpie.tools._schema import (
     INJECTED_PARAMS,
@@ -70,6 +77,7 @@ __all__ = [
     "CustomToolRunner",
     "DerivedTool",
     "FunctionSignature",
+    "McpToolRunner",
     "MemoryBlock",
     "MemoryEdit",
     "SandboxSettings",
@@ -82,6 +90,7 @@ __all__ = [
     "WorkingMemoryCall",
     "agent_state_json",
     "base_tool_rules",
+    "call_mcp_tool",
     "changed_values",
     "check_schema_matches",
     "default_registry",
@@ -89,8 +98,11 @@ __all__ = [
     "derive_tool_schema",
     "exception_text",
     "function_signature",
+    "mcp_spec",
+    "mcp_tool_record",
     "parse_working_memory_call",
     "run_memory_tool",
     "sandbox_settings",
+    "server_id_of",
     "tool_return",
 ]

@@ -21,6 +21,7 @@ from kelpie.tools._run_builtin import (
     WorkingMemoryToolRunner,
 )
 from kelpie.tools._run_custom import CustomToolRunner
+from kelpie.tools._run_mcp import McpToolRunner
 from kelpie.tools._schema import LOOP_ARGUMENTS
 from kelpie.tools._session import ToolOutcome, ToolSession
 
@@ -105,7 +106,7 @@ def default_registry(env: Env) -> ToolRegistry:
     by_name: dict[str, ToolRunner] = {name: r for r in builtin for name in r.names}
     by_type: dict[ToolType, ToolRunner] = {
         "custom": CustomToolRunner(env.sandbox, timeout_s_default=env.config.tool_timeout_s),
-        "external_mcp": UnavailableRunner("MCP servers are not connected in this Kelpie version"),
+        "external_mcp": McpToolRunner(env.store, env.mcp, timeout_s=env.config.tool_timeout_s),
         "letta_builtin": UnavailableRunner(
             "web search, web page fetching and code execution are not in this Kelpie version yet"
         ),
