@@ -246,6 +246,7 @@ PUBLIC_SURFACES: Final[dict[str, tuple[str, ...]]] = {
         "McpServerCreate",
         "McpServerType",
         "McpServerUpdate",
+        "McpServersFile",
         "McpToolRunRequest",
         "Memory",
         "Message",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -326,3 +327,50 @@ def _git_repo() -> str:
     repo = tempfile.mkdtemp(prefix="kelpie-mcp-git-")
     subprocess.run(["git", "init", "-q", repo], check=True)
     return repo
+
+
+class TestDeclaredInAFile:
+    """KELPIE_MCP_SERVERS_FILE: MCP clients' `mcpServers` JSON, registered at start-up."""
+
+    def test_declared_servers_are_registered_once_and_follow_the_file(
+        self, kelpie_launcher: Any, tmp_path: Path
+    ) -> None:
+        servers_file = tmp_path / "mcp.json"
+        name = unique("declared")
+        declared = {"command": TIME_SERVER, "args": ["--local-timezone", "UTC"]}
+        servers_file.write_text(json.dumps({"mcpServers": {name: declared}}))
+        base_url = kelpie_launcher.start({"KELPIE_MCP_SERVERS_FILE": str(servers_file)})
+
+        with httpx.Client(base_url=base_url, timeout=30) as http:
+            [server] = _poll_servers(http, name)
+            tools = http.get(f"/v1/mcp-servers/{server['id']}/tools").json()
+
+        assert server["command"] == TIME_SERVER
+        assert server["args"] == ["--local-timezone", "UTC"]
+        assert {t["name"] for t in tools} == {"get_current_time", "convert_time"}
+
+    def test_a_file_that_does_not_parse_stops_start_up_saying_why(self, tmp_path: Path) -> None:
+        servers_file = tmp_path / "mcp.json"
+        servers_file.write_text(json.dumps({"mcpServers": {"x": {"args": []}}}))
+        environment = {**os.environ, "KELPIE_MCP_SERVERS_FILE": str(servers_file)}
+
+        finished = subprocess.run(
+            [sys.executable, "-m", "kelpie", "serve", "--data-dir", str(tmp_path / "data")],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+        assert finished.returncode != 0
+        assert "KELPIE_MCP_SERVERS_FILE" in finished.stderr
+        assert "command" in finished.stderr
+
+
+def _poll_servers(http: httpx.Client, name: str) -> list[dict[str, Any]]:
+    for _ in range(RECONNECT_POLLS_MAX):
+        found = [s for s in http.get("/v1/mcp-servers/").json() if s["server_name"] == name]
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"the declared server {name} was never registered")

@@ -13,9 +13,14 @@ import click
 if TYPE_CHECKING:
     import uvicorn
 
+import pydantic
+
 from kelpie.cli._env import open_env
 from kelpie.env import Config
+from kelpie.errors import KelpieError
 from kelpie.llm import LlmRouter
+from kelpie.schemas import McpServerCreate, McpServersFile
+from kelpie.service import McpServerService
 
 log = logging.getLogger("kelpie")
 
@@ -48,18 +53,50 @@ def _warm_provider_sdks(config: Config) -> None:
         threading.Thread(target=work, name="kelpie-warm-sdks", daemon=True).start()
 
 
+def _declared_servers(config: Config) -> list[McpServerCreate]:
+    """The MCP servers of KELPIE_MCP_SERVERS_FILE; a file that cannot be read or parsed
+    stops start-up with the reason (a server missing from the API would be a surprise)."""
+    if config.mcp_servers_file is None:
+        return []
+    try:
+        text = config.mcp_servers_file.read_bytes()
+        return McpServersFile.model_validate_json(text).requests()
+    except (OSError, pydantic.ValidationError) as error:
+        raise click.ClickException(
+            f"KELPIE_MCP_SERVERS_FILE {config.mcp_servers_file}: {error}"
+        ) from error
+
+
+async def _declare_when_serving(
+    server: "uvicorn.Server", mcp_servers: McpServerService, requests: list[McpServerCreate]
+) -> None:
+    """Registers the declared MCP servers once the server answers (connecting to each can
+    take a second); one that cannot be reached is logged and skipped, not fatal."""
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.01)
+    for request in requests:
+        try:
+            done = await mcp_servers.declare(request)
+        except KelpieError as error:
+            log.warning("MCP server '%s' from the servers file: %s", request.server_name, error)
+        else:
+            log.info("MCP server '%s' from the servers file: %s", request.server_name, done)
+
+
 async def _serve(config: Config, log_level: str) -> None:
     import uvicorn
 
     from kelpie.api import create_app
     from kelpie.service import prepare
 
+    declared = _declared_servers(config)
     env = open_env(config)
     try:
         await prepare(env)
+        app = create_app(env)
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(env),
+                app,
                 host=config.host,
                 port=config.port,
                 log_level=log_level,
@@ -68,8 +105,11 @@ async def _serve(config: Config, log_level: str) -> None:
             )
         )
         warm = asyncio.ensure_future(_warm_when_serving(server, config))
+        mcp_servers: McpServerService = app.state.services.mcp_servers
+        declaring = asyncio.ensure_future(_declare_when_serving(server, mcp_servers, declared))
         await server.serve()
         warm.cancel()
+        declaring.cancel()
     finally:
         if isinstance(env.llm, LlmRouter):
             await env.llm.aclose()

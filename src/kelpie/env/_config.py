@@ -46,6 +46,8 @@ class Config:
     # and how many locked-down sandbox workers wait, pre-started, for a call.
     tool_timeout_s: float = TOOL_TIMEOUT_S_DEFAULT
     sandbox_pool_size: int = SANDBOX_POOL_SIZE_DEFAULT
+    # MCP servers declared in a file (MCP clients' `mcpServers` JSON), registered at start.
+    mcp_servers_file: Path | None = None
 
     @property
     def database_url(self) -> str:
@@ -85,6 +87,8 @@ class Config:
             values["tool_timeout_s"] = float(timeout)
         if (pool := get("KELPIE_SANDBOX_POOL_SIZE")) is not None:
             values["sandbox_pool_size"] = int(pool)
+        if (servers := get("KELPIE_MCP_SERVERS_FILE")) is not None:
+            values["mcp_servers_file"] = Path(servers).expanduser()
         if (dim := get("KELPIE_EMBEDDING_DIM")) is not None:
             values["embedding_dim"] = int(dim)
         values.update({k: v for k, v in overrides.items() if v is not None})

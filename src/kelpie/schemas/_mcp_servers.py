@@ -144,3 +144,48 @@ class McpServer(ResponseModel):
 
 class McpToolRunRequest(RequestModel):
     args: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeclaredStdioServer(RequestModel):
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list, max_length=MCP_ARGS_MAX)
+    env: dict[str, str] | None = None
+
+
+class DeclaredRemoteServer(RequestModel):
+    url: str = Field(min_length=1)
+    # Claude Desktop's files say "http" for streamable HTTP.
+    type: Literal["sse", "streamable_http", "http"] = "streamable_http"
+    headers: dict[str, str] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        return _url_text(value)
+
+
+class McpServersFile(RequestModel):
+    """MCP servers declared in a file read at start-up, in the shape MCP clients use
+    (Claude Desktop, Cursor): `{"mcpServers": {"<name>": {"command": ..., "args": [...],
+    "env": {...}} | {"url": ..., "type": "sse" | "streamable_http", "headers": {...}}}}`."""
+
+    mcpServers: dict[
+        Annotated[str, Field(max_length=MCP_SERVER_NAME_CHARS_MAX, pattern=_NAME_PATTERN)],
+        DeclaredStdioServer | DeclaredRemoteServer,
+    ]
+
+    def requests(self) -> list[McpServerCreate]:
+        """One create request per declared server, in name order."""
+        requests = []
+        for name, declared in sorted(self.mcpServers.items()):
+            config: StdioConfig | SseConfig | StreamableHttpConfig
+            if isinstance(declared, DeclaredStdioServer):
+                config = StdioConfig(command=declared.command, args=declared.args, env=declared.env)
+            elif declared.type == "sse":
+                config = SseConfig(server_url=declared.url, custom_headers=declared.headers)
+            else:
+                config = StreamableHttpConfig(
+                    server_url=declared.url, custom_headers=declared.headers
+                )
+            requests.append(McpServerCreate(server_name=name, config=config))
+        return requests

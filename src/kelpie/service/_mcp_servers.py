@@ -81,6 +81,23 @@ class McpServerService:
         await self._sync(updated, now)
         return updated
 
+    async def declare(self, request: McpServerCreate) -> str:
+        """Makes a server declared at start-up match its declaration: created if new,
+        updated if its config changed, left alone otherwise. Answers what was done."""
+        existing = await self._env.store.get_mcp_server_by_name(request.server_name)
+        if existing is None:
+            await self.create(request)
+            return "created"
+        wanted = request.config.model_dump()
+        if all(getattr(existing, key) == value for key, value in wanted.items()):
+            return "unchanged"
+        if existing.mcp_server_type != request.config.mcp_server_type:
+            await self.delete(existing.id)
+            await self.create(request)
+            return "replaced"
+        await self.update(existing.id, McpServerUpdate.model_validate({"config": wanted}))
+        return "updated"
+
     async def delete(self, server_id: str) -> None:
         if not await self._env.store.delete_mcp_server(server_id):
             raise NotFound(f"MCP server {server_id} not found")
