@@ -1,0 +1,95 @@
+"""Server configuration: one immutable object, built from the process environment and
+command-line flags by the CLI (or by hand in tests and the simulator)."""
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final, final
+
+HOST_DEFAULT: Final = "127.0.0.1"
+PORT_DEFAULT: Final = 8283
+DATA_DIR_DEFAULT: Final = "~/.kelpie"
+DB_FILE_NAME: Final = "kelpie.db"
+# Mirrors of kelpie.sandbox's defaults (env sits below it and cannot import it).
+TOOL_TIMEOUT_S_DEFAULT: Final = 60.0
+SANDBOX_POOL_SIZE_DEFAULT: Final = 4
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    host: str = HOST_DEFAULT
+    port: int = PORT_DEFAULT
+    data_dir: Path = dataclasses.field(default_factory=lambda: Path(DATA_DIR_DEFAULT).expanduser())
+    # `sqlite:///path`; defaults to a file in data_dir.
+    db_url: str | None = None
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    # Model handle used when an agent is created without `model` or `llm_config`.
+    default_model: str | None = None
+    # Context window assumed for models whose window the catalogue does not know.
+    context_window_default: int = 128_000
+    # When set, every request except health must carry it (Letta's password mode).
+    server_password: str | None = None
+    # Virtual actors: how many agents stay activated, and after how long idle they go.
+    active_agents_max: int = 10_000
+    idle_timeout_s: float = 300.0
+    # Embedding model handle for archival and recall search: `kelpie/all-minilm-l6-v2` (the
+    # local default, no network) or `openai/<model>` on OPENAI_BASE_URL (or the base URL
+    # below); the dimension is needed for models the catalogue does not know.
+    embedding_model: str | None = None
+    embedding_dim: int | None = None
+    embedding_base_url: str | None = None
+    # Custom tools: the wall-clock limit of a call without its own (metadata_.sandbox),
+    # and how many locked-down sandbox workers wait, pre-started, for a call.
+    tool_timeout_s: float = TOOL_TIMEOUT_S_DEFAULT
+    sandbox_pool_size: int = SANDBOX_POOL_SIZE_DEFAULT
+    # MCP servers declared in a file (MCP clients' `mcpServers` JSON), registered at start.
+    mcp_servers_file: Path | None = None
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url is not None:
+            return self.db_url
+        return f"sqlite:///{self.data_dir / DB_FILE_NAME}"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], **overrides: object) -> "Config":
+        """Reads the documented environment variables; explicit overrides win."""
+
+        def get(name: str) -> str | None:
+            value = environ.get(name, "").strip()
+            return value or None
+
+        values: dict[str, object] = {
+            "host": get("KELPIE_HOST") or HOST_DEFAULT,
+            "port": int(get("KELPIE_PORT") or PORT_DEFAULT),
+            "data_dir": Path(get("KELPIE_DATA_DIR") or DATA_DIR_DEFAULT).expanduser(),
+            "db_url": get("KELPIE_DB_URL"),
+            "openai_api_key": get("OPENAI_API_KEY"),
+            "openai_base_url": get("OPENAI_BASE_URL"),
+            "anthropic_api_key": get("ANTHROPIC_API_KEY"),
+            "anthropic_base_url": get("ANTHROPIC_BASE_URL"),
+            "default_model": get("KELPIE_DEFAULT_MODEL"),
+            "server_password": get("KELPIE_SERVER_PASSWORD") or get("LETTA_SERVER_PASSWORD"),
+            "embedding_model": get("KELPIE_EMBEDDING_MODEL"),
+            "embedding_base_url": get("KELPIE_EMBEDDING_BASE_URL"),
+        }
+        if (window := get("KELPIE_CONTEXT_WINDOW_DEFAULT")) is not None:
+            values["context_window_default"] = int(window)
+        if (active := get("KELPIE_ACTIVE_AGENTS_MAX")) is not None:
+            values["active_agents_max"] = int(active)
+        if (idle := get("KELPIE_IDLE_TIMEOUT_S")) is not None:
+            values["idle_timeout_s"] = float(idle)
+        if (timeout := get("KELPIE_TOOL_TIMEOUT_S")) is not None:
+            values["tool_timeout_s"] = float(timeout)
+        if (pool := get("KELPIE_SANDBOX_POOL_SIZE")) is not None:
+            values["sandbox_pool_size"] = int(pool)
+        if (servers := get("KELPIE_MCP_SERVERS_FILE")) is not None:
+            values["mcp_servers_file"] = Path(servers).expanduser()
+        if (dim := get("KELPIE_EMBEDDING_DIM")) is not None:
+            values["embedding_dim"] = int(dim)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]  # keys are the dataclass fields above

@@ -1,0 +1,30 @@
+"""The bundle of effects handed to every layer that has them."""
+
+import dataclasses
+from typing import TYPE_CHECKING, final
+
+from kelpie.env._clock import Clock
+from kelpie.env._config import Config
+from kelpie.env._entropy import Entropy
+
+if TYPE_CHECKING:
+    # Type-only: the seams' protocols live in the layers that own them.
+    from kelpie.llm import LlmProviders, ModelCatalog
+    from kelpie.mcp import McpClients
+    from kelpie.memory import Embedder
+    from kelpie.sandbox import Sandbox
+    from kelpie.storage import Store
+
+
+@final
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Env:
+    clock: Clock
+    entropy: Entropy
+    config: Config
+    store: "Store"
+    models: "ModelCatalog"
+    llm: "LlmProviders"
+    embedder: "Embedder"
+    sandbox: "Sandbox"
+    mcp: "McpClients"

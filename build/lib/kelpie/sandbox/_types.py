@@ -1,0 +1,95 @@
+"""What a sandbox is asked to do and what it answers: the seam between the tool runner and
+the tiers that execute code (the process tier in production, a scripted one in the
+simulator)."""
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Final, Literal, Protocol
+
+MIB: Final = 1024 * 1024
+
+TOOL_TIMEOUT_S_DEFAULT: Final = 60.0
+TOOL_TIMEOUT_S_MAX: Final = 900.0
+# Per execution, enforced by the kernel (memory cgroup or RLIMIT_AS, pids cgroup or
+# RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_FSIZE, RLIMIT_CPU) and by the host (wall time, output).
+SANDBOX_MEMORY_BYTES_DEFAULT: Final = 512 * MIB
+SANDBOX_PROCESSES_MAX: Final = 64
+SANDBOX_OPEN_FILES_MAX: Final = 256
+SANDBOX_FILE_BYTES_MAX: Final = 64 * MIB
+SANDBOX_TMP_BYTES_MAX: Final = 64 * MIB
+# Each of stdout and stderr; past it the execution is killed and says so.
+SANDBOX_OUTPUT_BYTES_MAX: Final = 1 * MIB
+# The function's JSON reply (return value and agent state); past it the call fails.
+SANDBOX_RESULT_BYTES_MAX: Final = 16 * MIB
+SANDBOX_POOL_SIZE_DEFAULT: Final = 4
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SandboxLimits:
+    timeout_s: float = TOOL_TIMEOUT_S_DEFAULT
+    memory_bytes: int = SANDBOX_MEMORY_BYTES_DEFAULT
+    processes: int = SANDBOX_PROCESSES_MAX
+    open_files: int = SANDBOX_OPEN_FILES_MAX
+    file_bytes: int = SANDBOX_FILE_BYTES_MAX
+    output_bytes: int = SANDBOX_OUTPUT_BYTES_MAX
+
+    def __post_init__(self) -> None:
+        assert 0 < self.timeout_s <= TOOL_TIMEOUT_S_MAX, "timeout out of range"
+        for name in ("memory_bytes", "processes", "open_files", "file_bytes", "output_bytes"):
+            assert getattr(self, name) > 0, f"{name} must be positive"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ToolJob:
+    """One call of a Python function defined by `source_code`.
+
+    `environment` holds the agent's secrets and the sandbox config's variables: it reaches
+    the function's `os.environ` and nothing else (never argv, never a log line).
+    `agent_state`, when given, is passed as the function's `agent_state` argument (an
+    object with `.id`, `.name`, `.memory.get_block(label).value`,
+    `.memory.update_block_value(label, value)`, ...); the result carries it back."""
+
+    source_code: str
+    function_name: str
+    arguments: Mapping[str, Any]
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    agent_state: Mapping[str, Any] | None = None
+    # pip requirement specifiers ("name" or "name==1.2"); installed once per distinct set.
+    pip_requirements: tuple[str, ...] = ()
+    network: bool = False
+    limits: SandboxLimits = dataclasses.field(default_factory=SandboxLimits)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ToolJobResult:
+    """`func_return` is the function's return value if it is JSON, else its `str()`.
+    `error` says what went wrong when status is "error": the function raised
+    (`Error executing function f: ValueError: msg`), it timed out, it was killed at a
+    limit, its requirements did not install, or the sandbox is unavailable."""
+
+    status: Literal["success", "error"]
+    func_return: Any = None
+    stdout: str = ""
+    stderr: str = ""
+    agent_state: Mapping[str, Any] | None = None
+    error: str | None = None
+
+
+class Sandbox(Protocol):
+    """Runs untrusted code confined, or refuses to. Never runs it unconfined."""
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """None when this host can confine code; otherwise why not, in one sentence."""
+        ...
+
+    async def start(self) -> None:
+        """Checks the host and starts filling the warm pool; returns at once."""
+        ...
+
+    async def run(self, job: ToolJob) -> ToolJobResult:
+        """Runs the job to completion, a limit or its timeout. Never raises for anything
+        the job's code does."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,168 @@
+"""The simulator's sandbox: custom tools run in process (the simulated tools are the
+workload's own deterministic code, so there is nothing to confine), with the sandbox's
+faults injected: a worker that crashes, a call that times out, a slow start.
+
+It models the production sandbox's warm pool: `size` workers wait, pre-started; a run
+takes one (or, when none is warm, starts a cold one for itself), and gives it back when the
+call is over. A crash or a timeout loses the worker: the pool starts a replacement, which is
+warm after `WORKER_START_S`. Once nothing runs, the pool must be back to its size (the
+harness checks it at the end of a run). All time is virtual, through the sim clock.
+"""
+
+import asyncio
+import json
+from typing import Any, Final
+
+from kelpie.env import Clock, Entropy
+from kelpie.sandbox import ToolAgentState, ToolJob, ToolJobResult
+from kelpie.sim._faults import SANDBOX_FAULTS, SANDBOX_SLOW_START_S_MAX, FaultPlan
+from kelpie.sim._store import current_request
+
+# Virtual time a worker takes to start (a cold one for a call, or a replacement).
+WORKER_START_S: Final = 0.15
+# What the production sandbox answers for a worker killed mid-call (SIGKILL).
+CRASH_ERROR: Final = "Tool process exited with signal 9"
+
+
+def timeout_error(timeout_s: float) -> str:
+    """The production sandbox's error for a call that ran into its timeout."""
+    return f"Tool timed out after {timeout_s:.1f} s"
+
+
+class SandboxFaultInjector:
+    """Before each run, draws whether its worker crashes, the call times out, or the worker
+    starts slowly. One for the whole run: its stream continues across restarts."""
+
+    def __init__(self, plan: FaultPlan, entropy: Entropy) -> None:
+        self.plan = plan
+        self._entropy = entropy
+        self.injected: list[str] = []
+
+    def draw(self) -> tuple[str | None, float]:
+        """The fault for the next run (at most one) and, for a slow start, its delay."""
+        for kind in SANDBOX_FAULTS:
+            probability = getattr(self.plan, kind)
+            if probability and self._entropy.random() < probability:
+                self.injected.append(kind)
+                faults = current_request.get()
+                if faults is not None:
+                    faults.kinds.append(kind)
+                delay = self._entropy.random() * SANDBOX_SLOW_START_S_MAX
+                return kind, delay if kind == "sandbox_slow_start" else 0.0
+        return None, 0.0
+
+
+class SimSandbox:
+    def __init__(self, clock: Clock, faults: SandboxFaultInjector, *, pool_size: int) -> None:
+        assert pool_size >= 0, "a pool cannot have fewer than no workers"
+        self._clock = clock
+        self._faults = faults
+        self.size = pool_size
+        # Every pool worker is warm, busy (running a call) or starting.
+        self.warm = 0
+        self.busy = 0
+        self.starting = 0
+        # Calls running, on pool workers or cold ones.
+        self.running = 0
+        self._refills: list[asyncio.Task[None]] = []
+        self._started = self._closed = False
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    def describe(self) -> str:
+        return (
+            f"size={self.size} warm={self.warm} busy={self.busy} starting={self.starting}"
+            f" calls running={self.running}"
+        )
+
+    def pool_consistent(self) -> bool:
+        return self.warm + self.busy + self.starting == self.size
+
+    async def start(self) -> None:
+        # Start-up is retried after a fault (the harness's _prepare): fill the pool once.
+        if self._started:
+            return
+        self._started = True
+        for _ in range(self.size):
+            self._replace_worker()
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._refills:
+            task.cancel()
+        self._refills.clear()
+
+    def _replace_worker(self) -> None:
+        """A lost worker (or one never started): a replacement is warm after a start."""
+        self.starting += 1
+        self._refills = [task for task in self._refills if not task.done()]
+        self._refills.append(asyncio.ensure_future(self._warm_up()))
+
+    def lose_worker(self) -> None:
+        """A pool worker was killed (a crash, a timeout, a cancelled call)."""
+        self._replace_worker()
+
+    async def _warm_up(self) -> None:
+        await self._clock.sleep(WORKER_START_S)
+        self.starting -= 1
+        self.warm += 1
+
+    async def run(self, job: ToolJob) -> ToolJobResult:
+        pooled = self.warm > 0
+        if pooled:
+            self.warm -= 1
+            self.busy += 1
+        self.running += 1
+        lost = True
+        try:
+            if not pooled:
+                await self._clock.sleep(WORKER_START_S)  # a cold worker for this call
+            fault, delay = self._faults.draw()
+            if fault == "sandbox_slow_start":
+                await self._clock.sleep(delay)
+            if fault == "sandbox_crash":
+                return ToolJobResult(status="error", error=CRASH_ERROR, stderr=CRASH_ERROR)
+            if fault == "sandbox_timeout":
+                await self._clock.sleep(job.limits.timeout_s)
+                text = timeout_error(job.limits.timeout_s)
+                return ToolJobResult(status="error", error=text, stderr=text)
+            result = _execute(job)
+            lost = False
+            return result
+        finally:
+            self.running -= 1
+            if pooled:
+                self.busy -= 1
+                if not lost:
+                    self.warm += 1
+                elif not self._closed:
+                    self.lose_worker()
+                else:
+                    self.starting += 1  # the process is gone: nothing replaces it
+
+
+def _execute(job: ToolJob) -> ToolJobResult:
+    """Runs the tool's function as the production worker does: the model's arguments, and
+    `agent_state` given back with the values the function left."""
+    namespace: dict[str, Any] = {"__name__": "sim_tool"}
+    arguments = dict(job.arguments)
+    state = None if job.agent_state is None else ToolAgentState(dict(job.agent_state))
+    if state is not None:
+        arguments["agent_state"] = state
+    try:
+        exec(compile(job.source_code, "<tool>", "exec"), namespace)
+        value = namespace[job.function_name](**arguments)
+    except Exception as error:
+        text = f"Error executing function {job.function_name}: {type(error).__name__}: {error}"
+        return ToolJobResult(status="error", error=text, stderr=text)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        value = str(value)
+    return ToolJobResult(
+        status="success",
+        func_return=value,
+        agent_state=None if state is None else state.to_json(),
+    )

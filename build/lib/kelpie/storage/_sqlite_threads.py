@@ -1,0 +1,204 @@
+"""SQLite rows for message threads: conversations, the in-context list of a thread (the
+agent's own, or a conversation's) as a step commit moves it, and the event log of
+background runs. A mixin of SqliteStore, split out so each module keeps one concern."""
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from kelpie.schemas import (
+    Conversation,
+    Message,
+    Run,
+    RunEvent,
+    datetime_from_us,
+    us_from_datetime,
+)
+from kelpie.storage._commits import ThreadUpdate
+from kelpie.storage._queries import ConversationQuery, Page
+from kelpie.storage._sql import like_pattern
+from kelpie.storage._sqlite_rows import SqliteRows
+
+# Conversation fields a PATCH may change; the in-context list is only moved by turns.
+CONVERSATION_EDITABLE_FIELDS: Final = frozenset(
+    {
+        "summary",
+        "description",
+        "archived",
+        "archived_at",
+        "model",
+        "model_settings",
+        "context_window_limit",
+        "last_message_at",
+    }
+)
+
+
+class ThreadRows(SqliteRows):
+    # Conversations ---------------------------------------------------------------------
+
+    @staticmethod
+    def _write_conversation(db: sqlite3.Connection, conversation: Conversation) -> None:
+        created = us_from_datetime(conversation.created_at)
+        last = conversation.last_message_at
+        db.execute(
+            "INSERT INTO conversations (id, agent_id, archived, hidden, created_at, updated_at,"
+            " last_message_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation.id,
+                conversation.agent_id,
+                int(conversation.archived),
+                int(conversation.hidden),
+                created,
+                us_from_datetime(conversation.updated_at),
+                created if last is None else us_from_datetime(last),
+                conversation.model_dump_json(),
+            ),
+        )
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        rows = self._read("SELECT data FROM conversations WHERE id = ?", (conversation_id,))
+        return Conversation.model_validate_json(rows[0][0]) if rows else None
+
+    async def insert_conversation(
+        self, conversation: Conversation, messages: Sequence[Message]
+    ) -> None:
+        """A new conversation with its first messages (its system message)."""
+        with self._tx() as db:
+            self._write_conversation(db, conversation)
+            self._insert_messages(db, messages)
+
+    async def update_conversation(
+        self, conversation_id: str, changes: Mapping[str, Any], updated_at_us: int
+    ) -> Conversation | None:
+        """Writes only the fields named in `changes` (read and written in one transaction),
+        so a turn's in-context list, moved concurrently, is never overwritten."""
+        assert set(changes) <= CONVERSATION_EDITABLE_FIELDS, "not an editable field"
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT data FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchall()
+            if not rows:
+                return None
+            stored = Conversation.model_validate_json(rows[0][0])
+            updated = max(datetime_from_us(updated_at_us), stored.updated_at)
+            merged = Conversation.model_validate(
+                {**stored.model_dump(), **changes, "updated_at": updated}
+            )
+            last = merged.last_message_at or merged.created_at
+            db.execute(
+                "UPDATE conversations SET archived = ?, updated_at = ?, last_message_at = ?,"
+                " data = ? WHERE id = ?",
+                (
+                    int(merged.archived),
+                    us_from_datetime(updated),
+                    us_from_datetime(last),
+                    merged.model_dump_json(),
+                    conversation_id,
+                ),
+            )
+            return merged
+
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        """The conversation goes; its messages stay in the agent's recall memory."""
+        with self._tx() as db:
+            deleted = db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            return deleted.rowcount == 1
+
+    async def list_conversations(self, query: ConversationQuery, page: Page) -> list[Conversation]:
+        where: list[str] = []
+        params: list[object] = []
+        if query.agent_id is not None:
+            where.append("c.agent_id = ?")
+            params.append(query.agent_id)
+        if query.archived is not None:
+            where.append("c.archived = ?")
+            params.append(int(query.archived))
+        if not query.include_hidden:
+            where.append("c.hidden = 0")
+        if query.summary_search:
+            where.append("json_extract(c.data, '$.summary') LIKE ? ESCAPE '\\'")
+            params.append(like_pattern(query.summary_search))
+        sql, all_params, reverse = self._paged(
+            "conversations", "c", page, where, params, column=query.order_by
+        )
+        rows = self._read(f"SELECT c.data FROM conversations c {sql}", all_params)
+        found = [Conversation.model_validate_json(row[0]) for row in rows]
+        return found[::-1] if reverse else found
+
+    # Threads ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _write_thread(db: sqlite3.Connection, thread: ThreadUpdate) -> None:
+        """Moves a thread's in-context list and the agent's activity fields; touches
+        nothing else on either row."""
+        at_us = us_from_datetime(thread.updated_at)
+        at = thread.updated_at.isoformat()
+        ids = json.dumps(list(thread.message_ids))
+        agent_paths: list[object] = ["$.updated_at", at]
+        if thread.conversation_id is None:
+            agent_paths += ["$.message_ids", ids]
+        run = thread.finished_run
+        if run is not None:
+            completed = run.completed_at.isoformat() if run.completed_at else None
+            duration_ms = (run.total_duration_ns or 0) // 1_000_000
+            agent_paths += [
+                "$.last_stop_reason",
+                run.stop_reason,
+                "$.last_run_completion",
+                completed,
+                "$.last_run_duration_ms",
+                duration_ms,
+            ]
+        setters = ", ".join(
+            "?, json(?)" if path == "$.message_ids" else "?, ?" for path in agent_paths[::2]
+        )
+        cursor = db.execute(
+            f"UPDATE agents SET updated_at = MAX(updated_at, ?), data = json_set(data, {setters})"
+            " WHERE id = ?",
+            [at_us, *agent_paths, thread.agent_id],
+        )
+        assert cursor.rowcount == 1, "step commit for an agent that is not stored"
+        if thread.conversation_id is not None:
+            cursor = db.execute(
+                "UPDATE conversations SET updated_at = MAX(updated_at, ?),"
+                " data = json_set(data, '$.in_context_message_ids', json(?), '$.updated_at', ?)"
+                " WHERE id = ?",
+                (at_us, ids, at, thread.conversation_id),
+            )
+            assert cursor.rowcount == 1, "step commit for a conversation that is not stored"
+
+    # Run events -------------------------------------------------------------------------
+
+    @staticmethod
+    def _insert_run_events(db: sqlite3.Connection, events: Sequence[RunEvent]) -> None:
+        db.executemany(
+            "INSERT INTO run_events (run_id, seq_id, event, data) VALUES (?, ?, ?, ?)",
+            [(e.run_id, e.seq_id, e.event, e.data) for e in events],
+        )
+
+    async def append_run_events(self, events: Sequence[RunEvent]) -> None:
+        if events:
+            with self._tx() as db:
+                self._insert_run_events(db, events)
+
+    async def list_run_events(self, run_id: str, after_seq: int, limit: int) -> list[RunEvent]:
+        rows = self._read(
+            "SELECT seq_id, event, data FROM run_events WHERE run_id = ? AND seq_id > ?"
+            " ORDER BY seq_id LIMIT ?",
+            (run_id, after_seq, limit),
+        )
+        return [RunEvent(run_id=run_id, seq_id=s, event=e, data=d) for s, e, d in rows]
+
+    async def last_run_seq(self, run_id: str) -> int:
+        rows = self._read("SELECT MAX(seq_id) FROM run_events WHERE run_id = ?", (run_id,))
+        return int(rows[0][0] or 0)
+
+    async def find_run_by_request_token(self, agent_id: str, token: str) -> Run | None:
+        rows = self._read(
+            "SELECT data FROM runs WHERE agent_id = ? AND request_token = ?"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            (agent_id, token),
+        )
+        return Run.model_validate_json(rows[0][0]) if rows else None

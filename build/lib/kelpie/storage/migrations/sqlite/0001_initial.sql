@@ -1,0 +1,148 @@
+-- Kelpie schema, version 1. Times are integer microseconds since the Unix epoch (UTC).
+-- Each table keeps the columns it is filtered, joined or ordered by, plus the object's
+-- remaining fields as JSON in `data`. Every list path has an index ending in (created_at, id),
+-- the strict cursor order.
+
+CREATE TABLE agents (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    agent_type  TEXT NOT NULL,
+    hidden      INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    data        TEXT NOT NULL
+);
+CREATE INDEX agents_by_created ON agents (created_at, id);
+CREATE INDEX agents_by_updated ON agents (updated_at, id);
+CREATE INDEX agents_by_name ON agents (name, created_at, id);
+
+CREATE TABLE agent_tags (
+    agent_id  TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    tag       TEXT NOT NULL,
+    PRIMARY KEY (agent_id, tag)
+);
+CREATE INDEX agent_tags_by_tag ON agent_tags (tag, agent_id);
+
+CREATE TABLE blocks (
+    id          TEXT PRIMARY KEY,
+    label       TEXT NOT NULL,
+    is_template INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    data        TEXT NOT NULL
+);
+CREATE INDEX blocks_by_created ON blocks (created_at, id);
+CREATE INDEX blocks_by_label ON blocks (label, created_at, id);
+
+CREATE TABLE block_tags (
+    block_id  TEXT NOT NULL REFERENCES blocks (id) ON DELETE CASCADE,
+    tag       TEXT NOT NULL,
+    PRIMARY KEY (block_id, tag)
+);
+CREATE INDEX block_tags_by_tag ON block_tags (tag, block_id);
+
+-- An agent sees each attached block under its label; labels are unique per agent.
+CREATE TABLE agent_blocks (
+    agent_id    TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    block_id    TEXT NOT NULL REFERENCES blocks (id) ON DELETE CASCADE,
+    label       TEXT NOT NULL,
+    attached_at INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, block_id),
+    UNIQUE (agent_id, label)
+);
+CREATE INDEX agent_blocks_by_block ON agent_blocks (block_id, agent_id);
+
+CREATE TABLE tools (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    tool_type   TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    data        TEXT NOT NULL
+);
+CREATE INDEX tools_by_created ON tools (created_at, id);
+CREATE INDEX tools_by_type ON tools (tool_type, created_at, id);
+
+CREATE TABLE agent_tools (
+    agent_id    TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    tool_id     TEXT NOT NULL REFERENCES tools (id) ON DELETE CASCADE,
+    attached_at INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, tool_id)
+);
+CREATE INDEX agent_tools_by_tool ON agent_tools (tool_id, agent_id);
+
+CREATE TABLE conversations (
+    id              TEXT PRIMARY KEY,
+    agent_id        TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    archived        INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    last_message_at INTEGER,
+    data            TEXT NOT NULL
+);
+CREATE INDEX conversations_by_agent ON conversations (agent_id, created_at, id);
+CREATE INDEX conversations_by_agent_last_message ON conversations (agent_id, last_message_at, id);
+
+-- conversation_id is NULL for the agent's default thread.
+CREATE TABLE messages (
+    id              TEXT PRIMARY KEY,
+    agent_id        TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    conversation_id TEXT,
+    run_id          TEXT,
+    step_id         TEXT,
+    role            TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    data            TEXT NOT NULL
+);
+CREATE INDEX messages_by_agent_conversation ON messages (agent_id, conversation_id, created_at, id);
+-- Partial: messages outside a run (the system message) never touch these two.
+CREATE INDEX messages_by_run ON messages (run_id, created_at, id) WHERE run_id IS NOT NULL;
+CREATE INDEX messages_by_step ON messages (step_id) WHERE step_id IS NOT NULL;
+
+CREATE TABLE runs (
+    id              TEXT PRIMARY KEY,
+    agent_id        TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    conversation_id TEXT,
+    status          TEXT NOT NULL,
+    background      INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    completed_at    INTEGER,
+    data            TEXT NOT NULL
+);
+CREATE INDEX runs_by_agent ON runs (agent_id, created_at, id);
+CREATE INDEX runs_by_conversation ON runs (conversation_id, created_at, id);
+CREATE INDEX runs_by_status ON runs (status, created_at, id);
+
+CREATE TABLE steps (
+    id          TEXT PRIMARY KEY,
+    run_id      TEXT REFERENCES runs (id) ON DELETE CASCADE,
+    agent_id    TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    data        TEXT NOT NULL
+);
+CREATE INDEX steps_by_run ON steps (run_id, created_at, id);
+CREATE INDEX steps_by_agent ON steps (agent_id, created_at, id);
+
+CREATE TABLE archives (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    data        TEXT NOT NULL
+);
+CREATE INDEX archives_by_created ON archives (created_at, id);
+
+CREATE TABLE agent_archives (
+    agent_id    TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    archive_id  TEXT NOT NULL REFERENCES archives (id) ON DELETE CASCADE,
+    PRIMARY KEY (agent_id, archive_id)
+);
+CREATE INDEX agent_archives_by_archive ON agent_archives (archive_id, agent_id);
+
+CREATE TABLE passages (
+    id          TEXT PRIMARY KEY,
+    archive_id  TEXT NOT NULL REFERENCES archives (id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    text        TEXT NOT NULL,
+    data        TEXT NOT NULL
+);
+CREATE INDEX passages_by_archive ON passages (archive_id, created_at, id);

@@ -1,0 +1,114 @@
+"""The tool runner seam: which runner executes a tool, and the one way a call is made.
+
+A tool is run by the runner registered for its name (Letta's built-in tools) or else for
+its type (`custom` tools in the sandbox; `external_mcp` and `letta_builtin` tools say they
+cannot run yet). Client-side tools and tools under approval never get here: the loop
+stops for the client first. The loop asks the registry; it does not know how a tool runs.
+"""
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol
+
+from kelpie.env import Env
+from kelpie.llm import ToolCall
+from kelpie.schemas import Tool, ToolType
+from kelpie.tools._returned import ToolReturn
+from kelpie.tools._run_builtin import (
+    MemoryToolRunner,
+    SearchToolRunner,
+    SendMessageRunner,
+    WorkingMemoryToolRunner,
+)
+from kelpie.tools._run_custom import CustomToolRunner
+from kelpie.tools._run_mcp import McpToolRunner
+from kelpie.tools._schema import LOOP_ARGUMENTS
+from kelpie.tools._session import ToolOutcome, ToolSession
+
+ERROR_TEXT_CHARS_MAX: Final = 1000
+
+
+class ToolRunner(Protocol):
+    def runs_concurrently(self, tool: Tool) -> bool:
+        """True if calls of this tool may run beside the step's other calls: the tool
+        neither reads nor writes what another call of the step may change."""
+        ...
+
+    async def run(
+        self, session: ToolSession, tool: Tool, arguments: dict[str, Any], call_id: str
+    ) -> ToolReturn: ...
+
+
+class UnavailableRunner:
+    """Tools whose executor this version does not have: the model is told so."""
+
+    def __init__(self, reason: str) -> None:
+        self._reason = reason
+
+    def runs_concurrently(self, tool: Tool) -> bool:
+        return True
+
+    async def run(
+        self, session: ToolSession, tool: Tool, arguments: dict[str, Any], call_id: str
+    ) -> ToolReturn:
+        return ToolReturn(f"Tool '{tool.name}' cannot run: {self._reason}", ok=False)
+
+
+class ToolRegistry:
+    def __init__(
+        self, by_name: Mapping[str, ToolRunner], by_type: Mapping[ToolType, ToolRunner]
+    ) -> None:
+        self._by_name = dict(by_name)
+        self._by_type = dict(by_type)
+
+    def runner_for(self, tool: Tool) -> ToolRunner | None:
+        if tool.tool_type != "custom" and tool.name in self._by_name:
+            return self._by_name[tool.name]
+        return self._by_type.get(tool.tool_type)
+
+    def runs_concurrently(self, tool: Tool | None) -> bool:
+        runner = None if tool is None else self.runner_for(tool)
+        return runner is not None and tool is not None and runner.runs_concurrently(tool)
+
+    async def execute(self, session: ToolSession, call: ToolCall, tool: Tool | None) -> ToolOutcome:
+        """Runs one call. Whatever the tool does, the model gets a return: bad arguments,
+        an unknown tool and a runner's own failure are error returns."""
+        try:
+            parsed = json.loads(call.arguments or "{}")
+        except ValueError as error:
+            return ToolOutcome(f"Error parsing arguments of {call.name}: {error}", False, {})
+        if not isinstance(parsed, dict):
+            return ToolOutcome(f"Arguments of {call.name} must be a JSON object", False, {})
+        runner = None if tool is None else self.runner_for(tool)
+        if tool is None or runner is None:
+            return ToolOutcome(f"Tool {call.name} not found", False, parsed)
+        arguments = {k: v for k, v in parsed.items() if k not in LOOP_ARGUMENTS}
+        try:
+            done = await runner.run(session, tool, arguments, call.id)
+        except Exception as error:  # a tool's own failure is the model's to see
+            return ToolOutcome(exception_text(call.name, error), False, parsed)
+        return ToolOutcome(done.returned, done.ok, parsed, stdout=done.stdout, stderr=done.stderr)
+
+
+def exception_text(tool_name: str, error: BaseException) -> str:
+    """Letta's error return for a tool that raised, cut to ERROR_TEXT_CHARS_MAX."""
+    text = f"Error executing function {tool_name}: {type(error).__name__}: {error}"
+    return text[:ERROR_TEXT_CHARS_MAX]
+
+
+def default_registry(env: Env) -> ToolRegistry:
+    builtin: Sequence[Any] = (
+        MemoryToolRunner(),
+        WorkingMemoryToolRunner(),
+        SendMessageRunner(),
+        SearchToolRunner(),
+    )
+    by_name: dict[str, ToolRunner] = {name: r for r in builtin for name in r.names}
+    by_type: dict[ToolType, ToolRunner] = {
+        "custom": CustomToolRunner(env.sandbox, timeout_s_default=env.config.tool_timeout_s),
+        "external_mcp": McpToolRunner(env.store, env.mcp, timeout_s=env.config.tool_timeout_s),
+        "letta_builtin": UnavailableRunner(
+            "web search, web page fetching and code execution are not in this Kelpie version yet"
+        ),
+    }
+    return ToolRegistry(by_name, by_type)
