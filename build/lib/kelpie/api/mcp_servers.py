@@ -1,8 +1,6 @@
 """MCP servers: `/v1/mcp-servers/…`, and the name-keyed `/v1/tools/mcp/servers/…` routes
 letta-code still calls (letta-api.md §1.9, §3.8)."""
 
-from typing import Any
-
 from fastapi import Response
 from fastapi.responses import JSONResponse
 
@@ -12,7 +10,6 @@ from kelpie.schemas import (
     AGENT_PREFIX,
     MCP_SERVER_PREFIX,
     TOOL_PREFIX,
-    McpServer,
     McpServerCreate,
     McpServerUpdate,
     McpToolRunRequest,
@@ -28,25 +25,21 @@ def _server_id(server_id: str) -> str:
     return checked_id(MCP_SERVER_PREFIX, server_id, "mcp_server_id")
 
 
-def _shaped(server: McpServer) -> dict[str, Any]:
-    return server.letta_shape()
-
-
 @router.post("")
 async def create_mcp_server(body: McpServerCreate, services: ServicesDep) -> JSONResponse:
     """Connects to the server and stores it with its tools; unreachable is a 400."""
-    return JSONResponse(_shaped(await services.mcp_servers.create(body)))
+    return JSONResponse((await services.mcp_servers.create(body)).letta_shape())
 
 
 @router.get("")
 async def list_mcp_servers(services: ServicesDep) -> JSONResponse:
-    return JSONResponse([_shaped(s) for s in await services.mcp_servers.list_servers()])
+    return JSONResponse([s.letta_shape() for s in await services.mcp_servers.list_servers()])
 
 
 @router.get("/{mcp_server_id}")
 async def retrieve_mcp_server(mcp_server_id: str, services: ServicesDep) -> JSONResponse:
     server = await services.mcp_servers.retrieve(_server_id(mcp_server_id))
-    return JSONResponse(_shaped(server))
+    return JSONResponse(server.letta_shape())
 
 
 @router.patch("/{mcp_server_id}")
@@ -54,7 +47,7 @@ async def update_mcp_server(
     mcp_server_id: str, body: McpServerUpdate, services: ServicesDep
 ) -> JSONResponse:
     server = await services.mcp_servers.update(_server_id(mcp_server_id), body)
-    return JSONResponse(_shaped(server))
+    return JSONResponse(server.letta_shape())
 
 
 @router.delete("/{mcp_server_id}", status_code=204)
