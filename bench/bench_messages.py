@@ -88,6 +88,7 @@ from kelpie.schemas import (
 )
 from kelpie.service import AgentService, MessageService, prepare
 from kelpie.storage import SqliteStore, StepCommit
+from kelpie.web import HttpWeb
 
 DB_FILE = "kelpie.db"
 BLOCK_LABEL = "human"
@@ -155,6 +156,7 @@ def open_env(
         embedder=HashingEmbedder(),
         sandbox=ProcessSandbox(root_dir=data_dir / "sandbox", pool_size=0),
         mcp=McpConnections(),
+        web=HttpWeb(),
     )
 
 

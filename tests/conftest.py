@@ -204,14 +204,19 @@ class KelpieLauncher:
         self._llm_base_url = llm_base_url
         self._tmp_path_factory = tmp_path_factory
         self._running: list[tuple[str, ServerProcess]] = []
+        self.data_dirs: dict[str, Path] = {}
 
-    def start(self, extra_env: Mapping[str, str] | None = None) -> str:
-        """Starts a server and waits for its health check; returns `http://127.0.0.1:PORT`."""
+    def start(
+        self, extra_env: Mapping[str, str] | None = None, *, data_dir: Path | None = None
+    ) -> str:
+        """Starts a server and waits for its health check; returns `http://127.0.0.1:PORT`.
+        With `data_dir`, the server uses that one (a restart of a stopped server)."""
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         root = self._tmp_path_factory.mktemp("kelpie")
-        data_dir = root / "data"
-        data_dir.mkdir()
+        if data_dir is None:
+            data_dir = root / "data"
+            data_dir.mkdir()
         argv = [sys.executable, "-m", "kelpie", "serve", "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--data-dir", str(data_dir)]
         env = kelpie_env(self._llm_base_url, extra_env or {})
@@ -223,7 +228,18 @@ class KelpieLauncher:
             raise
         self._running.append((base_url, server))
         KELPIE_SERVERS[base_url] = server
+        self.data_dirs[base_url] = data_dir
         return base_url
+
+    def stop(self, base_url: str) -> None:
+        """Stops one server (gracefully); its data directory stays for a restart."""
+        for entry in self._running:
+            if entry[0] == base_url:
+                self._running.remove(entry)
+                KELPIE_SERVERS.pop(base_url, None)
+                _stop_checked(entry[1])
+                return
+        raise AssertionError(f"no server runs at {base_url}")
 
     def stop_all(self) -> None:
         while self._running:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 from letta_client import APIStatusError, Letta, Omit, omit
@@ -30,7 +31,13 @@ MEMGPT_BASE_TOOLS: Final = frozenset(
 class KelpieStarter(Protocol):
     """What the `kelpie_launcher` fixture offers: start one more server, get its URL."""
 
-    def start(self, extra_env: Mapping[str, str] | None = None) -> str: ...
+    data_dirs: dict[str, Path]
+
+    def start(
+        self, extra_env: Mapping[str, str] | None = None, *, data_dir: Path | None = None
+    ) -> str: ...
+
+    def stop(self, base_url: str) -> None: ...
 
 
 def unique(prefix: str) -> str:

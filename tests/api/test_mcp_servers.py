@@ -30,6 +30,18 @@ MARK_VARIABLE = "KELPIE_TEST_MCP_MARK"
 RECONNECT_POLLS_MAX = 100
 
 
+@pytest.fixture(scope="module")
+def git_repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this module's git repositories live: the directory its server lets stdio
+    servers be granted (KELPIE_MCP_STDIO_PATHS; they run confined)."""
+    return tmp_path_factory.mktemp("git-repos")
+
+
+@pytest.fixture(scope="module")
+def kelpie_server(kelpie_launcher: Any, git_repos: Path) -> str:
+    return str(kelpie_launcher.start({"KELPIE_MCP_STDIO_PATHS": str(git_repos)}))
+
+
 @pytest.fixture
 def time_server(client: Letta) -> Iterator[tuple[Any, str]]:
     """mcp-server-time registered under a unique name, and its process's mark; deleted
@@ -162,6 +174,27 @@ class TestCalling:
             returned.tool_return
         ]
 
+    def test_code_calls_mcp_tools_like_any_other(
+        self, client: Letta, time_server: tuple[Any, str], script: ScriptedLlm
+    ) -> None:
+        server, _ = time_server
+        tool = _tools(client, server.id)["get_current_time"]
+        agent = new_agent(
+            client, include_base_tools=False, tools=["run_code_with_tools"], tool_ids=[tool.id]
+        )
+        code = (
+            "import json\n"
+            "zones = [json.loads(get_current_time(timezone=z))['timezone']"
+            " for z in ['Asia/Tokyo', 'Europe/Oslo']]\n"
+            "zones"
+        )
+        script.enqueue(calling(tool_call("run_code_with_tools", {"code": code})), reply("ok"))
+
+        [returned] = _returns(_send(client, agent.id))
+
+        assert returned.status == "success", returned.tool_return
+        assert json.loads(returned.tool_return)["func_return"] == ["Asia/Tokyo", "Europe/Oslo"]
+
     def test_a_tool_error_is_an_error_return_and_the_turn_goes_on(
         self, client: Letta, time_server: tuple[Any, str], script: ScriptedLlm
     ) -> None:
@@ -265,7 +298,7 @@ class TestAgentsAndServers:
         assert listed["id"] == server.id
 
     def test_an_agent_with_a_whole_server_follows_its_tool_list(
-        self, client: Letta, time_server: tuple[Any, str]
+        self, client: Letta, time_server: tuple[Any, str], git_repos: Path
     ) -> None:
         server, _ = time_server
         whole = new_agent(client, include_base_tools=False)
@@ -275,17 +308,17 @@ class TestAgentsAndServers:
             include_base_tools=False,
             tool_ids=[_tools(client, server.id)["get_current_time"].id],
         )
-        repo = _git_repo()
+        repo = _git_repo(git_repos)
 
-        # The same server now runs another program: its tool list changes entirely.
-        client.mcp_servers.update(
-            server.id,
-            config={
-                "mcp_server_type": "stdio",
-                "command": GIT_SERVER,
-                "args": ["--repository", repo],
-            },
-        )
+        # The same server now runs another program: its tool list changes entirely. (It
+        # runs confined: the repository is granted to it, Kelpie's `sandbox` setting.)
+        config: Any = {
+            "mcp_server_type": "stdio",
+            "command": GIT_SERVER,
+            "args": ["--repository", repo],
+            "sandbox": {"read_write_paths": [repo]},
+        }
+        client.mcp_servers.update(server.id, config=config)
 
         git_tools = set(_tools(client, server.id))
         assert "git_status" in git_tools
@@ -320,11 +353,10 @@ def _agent_servers(client: Letta, agent_id: str) -> list[dict[str, Any]]:
     return response
 
 
-def _git_repo() -> str:
-    import subprocess
+def _git_repo(parent: Path) -> str:
     import tempfile
 
-    repo = tempfile.mkdtemp(prefix="kelpie-mcp-git-")
+    repo = tempfile.mkdtemp(prefix="kelpie-mcp-git-", dir=parent)
     subprocess.run(["git", "init", "-q", repo], check=True)
     return repo
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kelpie.sandbox import ToolJob, ToolJobResult
+from kelpie.sandbox import HostCalls, ToolJob, ToolJobResult, Workspaces
 from kelpie.schemas import PipRequirement, Tool
 from kelpie.tools import (
     CustomToolRunner,
@@ -66,7 +67,11 @@ class RecordingSandbox:
     async def close(self) -> None:
         return None
 
-    async def run(self, job: ToolJob) -> ToolJobResult:
+    @property
+    def workspaces(self) -> Workspaces:
+        return Workspaces(Path("/nonexistent"))
+
+    async def run(self, job: ToolJob, calls: HostCalls | None = None) -> ToolJobResult:
         self.jobs.append(job)
         return self._result
 

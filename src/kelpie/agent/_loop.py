@@ -124,6 +124,10 @@ class _TurnRunner:
         self._memory = memory
         self._turn = turn
         self._registry = registry
+        self._solver = ToolRuleSolver(turn.agent.tool_rules)
+        self._tools = {tool.name: tool for tool in turn.tools}
+        # The turn's calls in order, code's own included (rules count them all).
+        self._called: list[str] = []
         self._session = ToolSession(
             env,
             memory,
@@ -131,9 +135,12 @@ class _TurnRunner:
             run_id=turn.run.id,
             blocks=list(turn.blocks),
             environment=turn.tool_environment,
+            tools=self._tools,
+            terminal=self._solver.terminal,
+            needs_approval=self._solver.needs_approval | set(turn.client_tool_names),
+            max_count=self._solver.max_count,
+            called=self._called,
         )
-        self._solver = ToolRuleSolver(turn.agent.tool_rules)
-        self._tools = {tool.name: tool for tool in turn.tools}
         # History is in creation order: its last message is the newest.
         self._floor_us = us_from_datetime(history[-1].created_at) if history else 0
         if history and history[0].role == "system":
@@ -147,7 +154,6 @@ class _TurnRunner:
         if turn.approval is None:
             self.new = [self._message(**fields) for fields in turn.input]
         self._committed: set[str] = {m.id for m in history}
-        self._called: list[str] = []
         self._last_output: str | None = None
         self._usage = Usage()
         self._steps = 0

@@ -24,6 +24,7 @@ from kelpie.api import (
     runs,
     tools,
     working_memory,
+    workspace,
 )
 from kelpie.api._deps import Services
 from kelpie.api._errors import install_error_handlers
@@ -63,7 +64,7 @@ def create_app(env: Env) -> FastAPI:
     app.state.services = Services.build(env)
     install_error_handlers(app)
     routers = (health, models, agents, messages, conversations, blocks, tools, runs, archives)
-    for module in (*routers, working_memory):
+    for module in (*routers, working_memory, workspace):
         app.include_router(module.router)
     app.include_router(agents.tags_router)
     app.include_router(archives.archives_router)

@@ -25,6 +25,7 @@ from kelpie.service import (
     ToolRunService,
     ToolService,
     WorkingMemoryService,
+    WorkspaceService,
 )
 
 
@@ -43,6 +44,7 @@ class Services:
     context: ContextService
     message_lookup: MessageLookup
     working_memory: WorkingMemoryService
+    workspaces: WorkspaceService
     archives: ArchiveService
     recall: RecallService
     # One per app: its vector cache and embedding worker serve every request.
@@ -70,6 +72,7 @@ class Services:
             context=ContextService(env, agents),
             message_lookup=MessageLookup(env),
             working_memory=WorkingMemoryService(env),
+            workspaces=WorkspaceService(env),
             archives=ArchiveService(env, memory),
             recall=RecallService(env, memory),
             memory=memory,

@@ -113,8 +113,9 @@ async def _serve(config: Config, log_level: str) -> None:
     finally:
         if isinstance(env.llm, LlmRouter):
             await env.llm.aclose()
-        await env.sandbox.close()
+        # stdio MCP servers run in the sandbox's namespaces and uids: stopped first.
         await env.mcp.close()
+        await env.sandbox.close()
         await env.store.close()
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from kelpie.memory import Embedder
     from kelpie.sandbox import Sandbox
     from kelpie.storage import Store
+    from kelpie.web import Web
 
 
 @final
@@ -28,3 +29,4 @@ class Env:
     embedder: "Embedder"
     sandbox: "Sandbox"
     mcp: "McpClients"
+    web: "Web"

@@ -86,6 +86,7 @@ from kelpie.schemas._mcp_servers import (
     McpServerType,
     McpServerUpdate,
     McpToolRunRequest,
+    StdioSandbox,
 )
 from kelpie.schemas._messages import (
     MAX_STEPS_DEFAULT,
@@ -165,6 +166,7 @@ from kelpie.schemas._working_memory import (
     working_memory_ttl_error,
     working_memory_value_json,
 )
+from kelpie.schemas._workspace import WorkspaceFileEntry, WorkspaceListing
 
 __all__ = [
     "AGENT_PREFIX",
@@ -275,6 +277,7 @@ __all__ = [
     "RunStatus",
     "SearchMode",
     "Secret",
+    "StdioSandbox",
     "Step",
     "StopReason",
     "StopReasonOut",
@@ -296,6 +299,8 @@ __all__ = [
     "UsageStatistics",
     "WorkingMemoryEntry",
     "WorkingMemorySet",
+    "WorkspaceFileEntry",
+    "WorkspaceListing",
     "block_version",
     "datetime_from_us",
     "describe_validation_errors",

@@ -1,0 +1,1 @@
+"""The web layer against real HTTP servers on loopback."""
