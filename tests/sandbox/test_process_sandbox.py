@@ -340,7 +340,9 @@ def test_pool_refills_and_close_leaves_no_worker(tmp_path: Path) -> None:
 
 def test_start_returns_at_once_and_a_host_without_bwrap_refuses(tmp_path: Path) -> None:
     async def scenario() -> None:
-        sandbox = ProcessSandbox(root_dir=tmp_path, bwrap_path=tmp_path / "missing" / "bwrap")
+        sandbox = ProcessSandbox(
+            root_dir=tmp_path, bwrap_path=tmp_path / "missing" / "bwrap", code_sessions=False
+        )
         await sandbox.start()
         result = await sandbox.run(tool_job(add, arguments={"a": 1, "b": 2}))
         await sandbox.close()

@@ -22,7 +22,10 @@ PLANTED_BUG_SUBJECTS: Final = {
     "deferred_passages": "passage",
     "unended_streams": "run",
 }
-PLANTED_SANDBOX_BUG_SUBJECTS: Final = {"pool_never_refills": "sandbox pool"}
+PLANTED_SANDBOX_BUG_SUBJECTS: Final = {
+    "pool_never_refills": "sandbox pool",
+    "code_call_twice": "code call",
+}
 SWEEP_SEEDS_CI: Final = range(1, 101)
 # Replaying a failing seed: `DST_SEED=N pytest tests/sim -k sweep` runs just that seed.
 SWEEP_SEEDS: Final = (

@@ -11,12 +11,15 @@ from typing import Any
 
 import pytest
 
-from kelpie.sandbox import HostCalls, ToolJob, ToolJobResult, Workspaces
-from kelpie.schemas import PipRequirement, Tool
+from kelpie.env import SystemClock
+from kelpie.obs import Metrics
+from kelpie.sandbox import HostCalls, SessionsOff, ToolJob, ToolJobResult, Workspaces
+from kelpie.schemas import PipRequirement, Tool, ToolType
 from kelpie.tools import (
     CustomToolRunner,
     SandboxSettings,
     ToolRegistry,
+    ToolRunner,
     UnavailableRunner,
     changed_values,
     function_signature,
@@ -71,6 +74,10 @@ class RecordingSandbox:
     def workspaces(self) -> Workspaces:
         return Workspaces(Path("/nonexistent"))
 
+    @property
+    def sessions(self) -> SessionsOff:
+        return SessionsOff("not in these tests")
+
     async def run(self, job: ToolJob, calls: HostCalls | None = None) -> ToolJobResult:
         self.jobs.append(job)
         return self._result
@@ -117,7 +124,8 @@ class TestRegistry:
         memory = MemoryToolRunner()
         by_name = {name: memory for name in memory.names}
         mcp = UnavailableRunner("no MCP")
-        return ToolRegistry(by_name, {"custom": custom, "external_mcp": mcp}), custom
+        by_type: dict[ToolType, ToolRunner] = {"custom": custom, "external_mcp": mcp}
+        return ToolRegistry(by_name, by_type, clock=SystemClock(), metrics=Metrics()), custom
 
     def test_built_in_tools_are_found_by_name_and_custom_ones_by_type(self) -> None:
         registry, custom = self._registry()

@@ -12,7 +12,7 @@ from typing import Any, Final, cast
 
 import pytest
 
-from kelpie.env import Config, Entropy, Env
+from kelpie.env import Config, Entropy, Env, SystemClock
 from kelpie.llm import ToolCall
 from kelpie.schemas import Tool
 from kelpie.tools import BASE_TOOLS_BY_NAME, ToolReturn, ToolSession, default_registry
@@ -97,7 +97,7 @@ class TestRegistry:
         web = FakeWeb(page=_page("Kelp."))
         anything = cast(Any, object())
         env = Env(
-            clock=anything,
+            clock=SystemClock(),
             entropy=Entropy(1),
             config=Config(),
             store=anything,

@@ -160,6 +160,7 @@ class _TurnRunner:
         self._heartbeat = turn.agent.agent_type in HEARTBEAT_AGENT_TYPES
 
     async def run(self) -> TurnResult:
+        started_s = self._env.clock.monotonic_s()
         stop: StopReason = "max_steps"
         error: LlmError | None = None
         try:
@@ -178,6 +179,8 @@ class _TurnRunner:
         problem = None if error is None else (error.error_type, str(error), error.detail)
         closing = closing_items(run.id, stop, self._usage_statistics(), problem)
         await self._commit(None, run, closing, final=True)
+        elapsed_s = self._env.clock.monotonic_s() - started_s
+        self._env.metrics.record_turn(stop, self._steps, elapsed_s)
         return TurnResult(
             messages=self.new,
             stop_reason=stop,
@@ -542,7 +545,9 @@ class _TurnRunner:
         )
 
         async def write(events: tuple[RunEvent, ...]) -> None:
+            started_s = self._env.clock.monotonic_s()
             await self._env.store.commit_step(dataclasses.replace(commit, events=events))
+            self._env.metrics.record_step_commit(self._env.clock.monotonic_s() - started_s)
 
         await self._turn.events.commit(items, write, final=final)
         self._committed.update(m.id for m in pending)

@@ -49,6 +49,8 @@ class Services:
     recall: RecallService
     # One per app: its vector cache and embedding worker serve every request.
     memory: MemorySearch
+    # The activation table behind `messages` (read by the metrics).
+    runtime: AgentRuntime
 
     @classmethod
     def build(cls, env: Env) -> "Services":
@@ -76,6 +78,7 @@ class Services:
             archives=ArchiveService(env, memory),
             recall=RecallService(env, memory),
             memory=memory,
+            runtime=runtime,
         )
 
 

@@ -17,6 +17,7 @@ from kelpie.memory import (
     LocalEmbedder,
     OpenAIEmbedder,
 )
+from kelpie.obs import Metrics
 from kelpie.sandbox import MIB, ProcessSandbox, ProgramSandbox
 from kelpie.storage import SqliteStore, Store
 from kelpie.web import HttpWeb
@@ -93,6 +94,8 @@ def open_env(config: Config) -> Env:
         root_dir=config.data_dir / SANDBOX_DIR_NAME,
         pool_size=config.sandbox_pool_size,
         workspace_bytes_max=config.workspace_quota_mib * MIB,
+        code_sessions=config.code_sessions,
+        session_idle_s=config.code_session_idle_s,
     )
     return Env(
         clock=clock,
@@ -109,4 +112,5 @@ def open_env(config: Config) -> Env:
             searxng_url=config.web_search_url,
             exa_api_key=config.exa_api_key,
         ),
+        metrics=Metrics(enabled=config.metrics),
     )

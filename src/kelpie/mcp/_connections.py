@@ -90,6 +90,11 @@ class McpConnections:
         self._closings: set[asyncio.Task[None]] = set()
         self._closed = False
 
+    @property
+    def connected_count(self) -> int:
+        """Servers with a live connection now (for the server's metrics)."""
+        return sum(1 for link in self._links.values() if link.connection is not None)
+
     async def list_tools(self, server: McpServerSpec) -> list[McpTool]:
         """The server's tools (connecting first if need be). Raises McpUnavailable."""
         link = await self._link(server)

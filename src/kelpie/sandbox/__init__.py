@@ -3,9 +3,12 @@
 `ProcessSandbox` is the production tier (bubblewrap namespaces, seccomp, Landlock, rlimits,
 cgroups and a uid per worker, with a warm pool); the simulator brings its own tier through
 the `Sandbox` protocol. A tier that cannot confine code refuses to run it and says why.
-`ProgramSandbox` confines long-lived programs (MCP stdio servers) with the same host plan."""
+`ProgramSandbox` confines long-lived programs (MCP stdio servers) with the same host plan.
+`GvisorSessions` keeps an agent's Python session in a gVisor container between executions,
+paused to disk when idle (the `CodeSessions` protocol)."""
 
 from kelpie.sandbox._agent_state import AgentState as ToolAgentState
+from kelpie.sandbox._gvisor import GvisorSessions
 from kelpie.sandbox._process import ProcessSandbox, SandboxDescription
 from kelpie.sandbox._programs import (
     ConfinedCommand,
@@ -13,6 +16,7 @@ from kelpie.sandbox._programs import (
     ProgramLimits,
     ProgramSandbox,
 )
+from kelpie.sandbox._sessions import SessionsOff
 from kelpie.sandbox._types import (
     MIB,
     SANDBOX_FILE_BYTES_MAX,
@@ -25,6 +29,7 @@ from kelpie.sandbox._types import (
     SANDBOX_TMP_BYTES_MAX,
     TOOL_TIMEOUT_S_DEFAULT,
     TOOL_TIMEOUT_S_MAX,
+    CodeSessions,
     HostCallAnswer,
     HostCalls,
     Sandbox,
@@ -57,8 +62,10 @@ __all__ = [
     "TOOL_TIMEOUT_S_DEFAULT",
     "TOOL_TIMEOUT_S_MAX",
     "WORKSPACE_BYTES_MAX_DEFAULT",
+    "CodeSessions",
     "ConfineRefused",
     "ConfinedCommand",
+    "GvisorSessions",
     "HostCallAnswer",
     "HostCalls",
     "ProcessSandbox",
@@ -67,6 +74,7 @@ __all__ = [
     "Sandbox",
     "SandboxDescription",
     "SandboxLimits",
+    "SessionsOff",
     "ToolAgentState",
     "ToolJob",
     "ToolJobResult",

@@ -5,6 +5,7 @@ when the host cannot confine, every call answers an error saying why."""
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -14,12 +15,15 @@ from typing import Any, Final
 
 from kelpie.sandbox import _host
 from kelpie.sandbox._bwrap import SANDBOX_BASE_ENVIRONMENT
+from kelpie.sandbox._gvisor import GvisorSessions
 from kelpie.sandbox._host import HostPlan, HostUnfit
 from kelpie.sandbox._pip import PIP_TMP_BYTES, PipEnvironments, RequirementError
 from kelpie.sandbox._pool import WarmPool
+from kelpie.sandbox._sessions import SessionsOff
 from kelpie.sandbox._types import (
     SANDBOX_POOL_SIZE_DEFAULT,
     SANDBOX_TMP_BYTES_MAX,
+    CodeSessions,
     HostCalls,
     ToolJob,
     ToolJobResult,
@@ -28,6 +32,9 @@ from kelpie.sandbox._worker_process import WorkerProcess, WorkerStartError
 from kelpie.sandbox._workspace import WORKSPACE_BYTES_MAX_DEFAULT, WorkspaceFull, Workspaces
 
 _log = logging.getLogger("kelpie.sandbox")
+# An agent's code session is paused (checkpointed to disk) after this long unused.
+SESSION_IDLE_S_DEFAULT: Final = 120.0
+SESSION_IDLE_CHECK_S_MAX: Final = 10.0
 SANDBOX_THREADS: Final = 4
 NAMESPACES: Final = ("user", "pid", "net", "ipc", "uts", "mount", "cgroup")
 
@@ -67,10 +74,22 @@ class ProcessSandbox:
         pool_size: int = SANDBOX_POOL_SIZE_DEFAULT,
         bwrap_path: Path | None = None,
         workspace_bytes_max: int = WORKSPACE_BYTES_MAX_DEFAULT,
+        code_sessions: bool = True,
+        session_idle_s: float = SESSION_IDLE_S_DEFAULT,
     ) -> None:
         assert pool_size >= 0
+        assert session_idle_s > 0
         self._root_dir = root_dir
         self.workspaces = Workspaces(root_dir / "workspaces", bytes_max=workspace_bytes_max)
+        # The strong tier, for code that keeps its state between runs (gVisor).
+        self.sessions: CodeSessions = (
+            GvisorSessions(root_dir=root_dir / "sessions", workspaces=self.workspaces)
+            if code_sessions
+            else SessionsOff("turned off by the operator (KELPIE_CODE_SESSIONS=0)")
+        )
+        self._session_idle_s = session_idle_s
+        self._session_pauser: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._pool_size = pool_size
         self._bwrap = _host.default_bwrap_path() if bwrap_path is None else bwrap_path
         self._reason: str | None = None
@@ -111,6 +130,26 @@ class ProcessSandbox:
         assert self._checked is None, "started twice"
         self._reason = _host.quick_check(self._bwrap)
         self._checked = asyncio.create_task(self._check_host(), name="kelpie-sandbox-check")
+        await self.sessions.start()
+        self._session_pauser = asyncio.create_task(
+            self._pause_idle_sessions(), name="kelpie-session-pauser"
+        )
+
+    async def _pause_idle_sessions(self) -> None:
+        """Puts idle sessions to disk: a paused one costs no memory and survives restarts."""
+        interval_s = min(self._session_idle_s / 2, SESSION_IDLE_CHECK_S_MAX)
+        while True:
+            # Stopped only between pauses: a pause cut short would stop the session with
+            # its image unsaved.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
+            try:
+                await self.sessions.pause_idle(self._session_idle_s)
+            except Exception:  # one failed pause must not stop the next ones
+                _log.exception("pausing idle code sessions failed")
 
     async def ready(self) -> None:
         """Waits for the host check (and the first worker) to finish."""
@@ -243,6 +282,10 @@ class ProcessSandbox:
 
     async def close(self) -> None:
         self._closed = True
+        self._stopping.set()
+        if self._session_pauser is not None:
+            await asyncio.gather(self._session_pauser, return_exceptions=True)
+        await self.sessions.close()
         if self._checked is not None:
             self._checked.cancel()
             await asyncio.gather(self._checked, return_exceptions=True)

@@ -137,6 +137,11 @@ class Sandbox(Protocol):
         """The agents' persistent directories (files the REST API lists and serves)."""
         ...
 
+    @property
+    def sessions(self) -> "CodeSessions":
+        """Agents' code sessions that keep their state between executions."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 # leave again, so a tool's imports never find the sandbox's own modules).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if TYPE_CHECKING:
-    from kelpie.sandbox import _agent_state, _frames, _landlock
+    from kelpie.sandbox import _agent_state, _frames, _landlock, _snippet
 else:
     import _agent_state
     import _frames
     import _landlock
+    import _snippet
 
 del sys.path[0]
 
@@ -114,101 +115,34 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
             arguments["agent_state"] = state
         value = function(**arguments)
     except BaseException as error:
-        failure = _failure(error, f"Error executing function {name}: ")
+        failure = _snippet.failure(error, f"Error executing function {name}: ")
         return {**failure, "agent_state": None if state is None else state.to_json()}
     return {
         "status": "success",
-        "func_return": _as_json(value),
+        "func_return": _snippet.as_json(value),
         "agent_state": None if state is None else state.to_json(),
     }
 
 
 def _run_code(job: dict[str, Any], channel: _socket.socket) -> dict[str, Any]:
-    """Runs a snippet as a notebook cell would: its prints are its output, and the value of
-    its last line, when that is an expression, is its result. The agent's tools are
-    functions in its namespace and in the importable module `kelpie_tools`."""
-    import ast
+    """A snippet (code mode): the agent's tools are functions of its namespace and of the
+    module `kelpie_tools`, each call a message to the host and its answer."""
 
-    tools = _tool_module(job["tools"], channel)
+    def ask(message: dict[str, Any]) -> dict[str, Any]:
+        channel.sendall(_frames.encode(json.dumps(message).encode()))
+        answer: dict[str, Any] = json.loads(_receive(channel))
+        return answer
+
+    tools = _snippet.tools_module(job["tools"], ask)
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     namespace.update((name, getattr(tools, name)) for name in tools.__all__)
-    sys.modules["kelpie_tools"] = tools
-    try:
-        tree = ast.parse(job["source_code"], "<code>")
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        exec(compile(tree, "<code>", "exec"), namespace)
-        value = None
-        if last is not None:
-            expression = ast.Expression(last.value)
-            value = eval(compile(expression, "<code>", "eval"), namespace)
-    except BaseException as error:
-        return _failure(error)
-    return {"status": "success", "func_return": _as_json(value)}
-
-
-def _failure(error: BaseException, prefix: str = "") -> dict[str, Any]:
-    """The reply for code that raised; its traceback also goes to stderr, as Python's own."""
-    import traceback
-
-    traceback.print_exc()
-    return {
-        "status": "error",
-        "error": f"{prefix}{type(error).__name__}: {error}",
-        "exception": type(error).__name__,
-        "traceback": traceback.format_exc(),
-    }
-
-
-class ToolError(Exception):
-    """A tool called from code failed; the message is what the tool returned."""
-
-
-def _tool_module(tools: list[dict[str, Any]], channel: _socket.socket) -> Any:
-    module = type(sys)("kelpie_tools")
-    module.__doc__ = "The agent's tools: each call runs on the host, as a direct call would."
-    names = []
-    for tool in tools:
-        function = _tool_function(tool["name"], tool["parameters"], channel)
-        setattr(module, tool["name"], function)
-        names.append(tool["name"])
-    setattr(module, "ToolError", ToolError)  # noqa: B010 (a module built at run time)
-    setattr(module, "__all__", names)  # noqa: B010
-    return module
-
-
-def _tool_function(name: str, parameters: list[str], channel: _socket.socket) -> Any:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if len(args) > len(parameters):
-            raise TypeError(f"{name}() takes {len(parameters)} positional arguments")
-        arguments = dict(zip(parameters, args, strict=False))
-        for key, value in kwargs.items():
-            if key in arguments:
-                raise TypeError(f"{name}() got multiple values for argument '{key}'")
-            arguments[key] = value
-        request = json.dumps({"call": name, "arguments": arguments}).encode()
-        channel.sendall(_frames.encode(request))
-        answer = json.loads(_receive(channel))
-        if not answer["ok"]:
-            raise ToolError(answer["value"])
-        return answer["value"]
-
-    call.__name__ = call.__qualname__ = name
-    return call
+    return _snippet.run(job["source_code"], namespace)
 
 
 def _takes_agent_state(function: Any) -> bool:
     import inspect
 
     return "agent_state" in inspect.signature(function).parameters
-
-
-def _as_json(value: Any) -> Any:
-    """The value itself when JSON can carry it, else its str() (as Letta returns it)."""
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        return str(value)
-    return value
 
 
 if __name__ == "__main__":

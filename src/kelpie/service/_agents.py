@@ -340,6 +340,7 @@ class AgentService:
             raise NotFound(f"Agent {agent_id} not found")
         # The agent's own archive and workspace go with it; archives attached to it stay.
         await self._env.store.delete_archive(archive_id_of(agent_id))
+        await self._env.sandbox.sessions.discard(agent_id)
         self._env.sandbox.workspaces.remove(agent_id)
 
     # Core memory ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from kelpie.env import Clock, Entropy
 from kelpie.sandbox import (
     HostCallAnswer,
     HostCalls,
+    SessionsOff,
     ToolAgentState,
     ToolJob,
     ToolJobResult,
@@ -80,6 +81,8 @@ class SimSandbox:
         self._clock = clock
         # Real directories (in the run's data dir): file operations are deterministic.
         self.workspaces = Workspaces(workspace_root)
+        # Code runs one-shot in the simulation: sessions that keep state are not modelled.
+        self.sessions = SessionsOff("the simulator does not model code sessions")
         self._faults = faults
         self.size = pool_size
         # Every pool worker is warm, busy (running a call) or starting.

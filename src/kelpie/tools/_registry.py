@@ -11,8 +11,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from kelpie.env import Env
+from kelpie.env import Clock, Env
 from kelpie.llm import ToolCall
+from kelpie.obs import Metrics
 from kelpie.schemas import Tool, ToolType
 from kelpie.tools._returned import ToolReturn
 from kelpie.tools._run_builtin import (
@@ -29,6 +30,8 @@ from kelpie.tools._schema import LOOP_ARGUMENTS
 from kelpie.tools._session import ToolOutcome, ToolSession
 
 ERROR_TEXT_CHARS_MAX: Final = 1000
+# The tool type metrics name a call of a tool the agent does not have.
+UNKNOWN_TOOL_TYPE: Final = "unknown"
 
 
 class ToolRunner(Protocol):
@@ -59,10 +62,18 @@ class UnavailableRunner:
 
 class ToolRegistry:
     def __init__(
-        self, by_name: Mapping[str, ToolRunner], by_type: Mapping[ToolType, ToolRunner]
+        self,
+        by_name: Mapping[str, ToolRunner],
+        by_type: Mapping[ToolType, ToolRunner],
+        *,
+        clock: Clock,
+        metrics: Metrics,
     ) -> None:
         self._by_name = dict(by_name)
         self._by_type = dict(by_type)
+        # Every call is timed on `clock` and counted in `metrics`, by tool type and status.
+        self._clock = clock
+        self._metrics = metrics
 
     def add(self, name: str, runner: ToolRunner) -> None:
         """Registers a runner that itself calls tools through this registry (code)."""
@@ -81,6 +92,16 @@ class ToolRegistry:
     async def execute(self, session: ToolSession, call: ToolCall, tool: Tool | None) -> ToolOutcome:
         """Runs one call. Whatever the tool does, the model gets a return: bad arguments,
         an unknown tool and a runner's own failure are error returns."""
+        started_s = self._clock.monotonic_s()
+        outcome = await self._execute(session, call, tool)
+        elapsed_s = self._clock.monotonic_s() - started_s
+        tool_type = UNKNOWN_TOOL_TYPE if tool is None else tool.tool_type
+        self._metrics.record_tool_call(tool_type, outcome.ok, elapsed_s)
+        return outcome
+
+    async def _execute(
+        self, session: ToolSession, call: ToolCall, tool: Tool | None
+    ) -> ToolOutcome:
         try:
             parsed = json.loads(call.arguments or "{}")
         except ValueError as error:
@@ -127,7 +148,7 @@ def default_registry(env: Env) -> ToolRegistry:
         "external_mcp": McpToolRunner(env.store, env.mcp, timeout_s=timeout_s),
         "letta_builtin": UnavailableRunner("this Letta built-in is not in Kelpie"),
     }
-    registry = ToolRegistry(by_name, by_type)
+    registry = ToolRegistry(by_name, by_type, clock=env.clock, metrics=env.metrics)
     code = CodeRunner(env.sandbox, registry.execute, timeout_s_default=timeout_s)
     for name in code.names:
         registry.add(name, code)

@@ -1,5 +1,6 @@
 """`run_code` and `run_code_with_tools`: Letta's code built-ins, run in Kelpie's own
-sandbox with no key inside it.
+sandbox with no key inside it: in the agent's code session (gVisor) where the host has
+them, so state carries over between runs and turns; else each run in a fresh worker.
 
 In `run_code_with_tools` the agent's tools are functions of the snippet (and of the module
 `kelpie_tools`); each call travels over the execution's private channel to this runner,
@@ -65,8 +66,13 @@ class CodeRunner:
             workspace=session.agent.id,
             limits=SandboxLimits(timeout_s=self._timeout_s_default),
         )
-        calls = CodeCalls(session, self._execute, call_id)
-        result = await self._sandbox.run(job, calls if with_tools else None)
+        calls = CodeCalls(session, self._execute, call_id) if with_tools else None
+        sessions = self._sandbox.sessions
+        if sessions.unavailable_reason is None:
+            # The agent's own session: variables, imports and open files carry over.
+            result = await sessions.run(session.agent.id, job, calls)
+        else:
+            result = await self._sandbox.run(job, calls)
         return _tools_return(result) if with_tools else _run_code_return(result)
 
 
