@@ -6,6 +6,7 @@
     ├── NotFound            a referenced object does not exist                     (404)
     ├── Conflict            the request clashes with existing state                (409)
     ├── Expired             the object existed but is no longer kept              (410)
+    ├── TooLarge            the request, or what it would store, is over a limit  (413)
     └── Unavailable         a dependency failed; retrying may succeed              (503)
 
 Each error carries `detail`, the sentence the client sees.
@@ -35,6 +36,10 @@ class Conflict(KelpieError):
 
 
 class Expired(KelpieError):
+    pass
+
+
+class TooLarge(KelpieError):
     pass
 
 

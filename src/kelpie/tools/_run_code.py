@@ -18,6 +18,7 @@ from kelpie.llm import ToolCall
 from kelpie.sandbox import HostCallAnswer, Sandbox, SandboxLimits, ToolJob, ToolJobResult, ToolStub
 from kelpie.schemas import Tool
 from kelpie.tools._returned import ToolReturn
+from kelpie.tools._run_custom import output_lines
 from kelpie.tools._schema import INJECTED_PARAMS, LOOP_ARGUMENTS
 from kelpie.tools._session import ToolOutcome, ToolSession
 
@@ -130,19 +131,15 @@ def _parameters(tool: Tool) -> tuple[str, ...]:
     return tuple(name for name in properties if name not in skipped)
 
 
-def _lines(text: str) -> list[str]:
-    return [text] if text else []
-
-
 def _tools_return(result: ToolJobResult) -> ToolReturn:
     """Letta's shape for run_code_with_tools: {status, func_return, stdout, stderr}."""
-    stderr = _lines(result.stderr)
+    stderr = output_lines(result.stderr)
     if result.status == "error" and result.traceback is None and result.error:
         stderr.append(result.error)  # killed or refused: the snippet printed no traceback
     body: dict[str, Any] = {
         "status": result.status,
         "func_return": result.func_return if result.status == "success" else result.error,
-        "stdout": _lines(result.stdout),
+        "stdout": output_lines(result.stdout),
         "stderr": stderr,
     }
     text = json.dumps(body, ensure_ascii=False, default=str)
@@ -153,7 +150,7 @@ def _run_code_return(result: ToolJobResult) -> ToolReturn:
     """Letta's shape for run_code: {results, logs: {stdout, stderr}, error?}."""
     body: dict[str, Any] = {
         "results": [] if result.func_return is None else [result.func_return],
-        "logs": {"stdout": _lines(result.stdout), "stderr": _lines(result.stderr)},
+        "logs": {"stdout": output_lines(result.stdout), "stderr": output_lines(result.stderr)},
     }
     if result.status == "error":
         name, _, value = (result.error or "Error").partition(": ")

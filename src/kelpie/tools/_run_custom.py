@@ -52,7 +52,7 @@ class CustomToolRunner:
         if result.status == "success" and result.agent_state is not None:
             problem = _apply_state(session, result.agent_state, call_id)
             if problem is not None:
-                return ToolReturn(problem, ok=False, stdout=_lines(result.stdout))
+                return ToolReturn(problem, ok=False, stdout=output_lines(result.stdout))
         return tool_return(result)
 
     def job(
@@ -158,18 +158,20 @@ def return_text(value: object) -> str | None:
 
 
 def tool_return(result: ToolJobResult) -> ToolReturn:
-    stderr = _lines(result.stderr)
+    stderr = output_lines(result.stderr)
     if result.status == "error":
         error = result.error or "Tool failed"
-        return ToolReturn(error, ok=False, stdout=_lines(result.stdout), stderr=[*stderr, error])
+        return ToolReturn(
+            error, ok=False, stdout=output_lines(result.stdout), stderr=[*stderr, error]
+        )
     return ToolReturn(
         return_text(result.func_return),
-        stdout=_lines(result.stdout),
+        stdout=output_lines(result.stdout),
         stderr=stderr,
         value=result.func_return,
     )
 
 
-def _lines(text: str) -> list[str]:
+def output_lines(text: str) -> list[str]:
     """Letta's stdout / stderr lists: what the call printed, as one entry."""
     return [text] if text else []

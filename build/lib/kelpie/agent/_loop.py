@@ -124,6 +124,10 @@ class _TurnRunner:
         self._memory = memory
         self._turn = turn
         self._registry = registry
+        self._solver = ToolRuleSolver(turn.agent.tool_rules)
+        self._tools = {tool.name: tool for tool in turn.tools}
+        # The turn's calls in order, code's own included (rules count them all).
+        self._called: list[str] = []
         self._session = ToolSession(
             env,
             memory,
@@ -131,9 +135,12 @@ class _TurnRunner:
             run_id=turn.run.id,
             blocks=list(turn.blocks),
             environment=turn.tool_environment,
+            tools=self._tools,
+            terminal=self._solver.terminal,
+            needs_approval=self._solver.needs_approval | set(turn.client_tool_names),
+            max_count=self._solver.max_count,
+            called=self._called,
         )
-        self._solver = ToolRuleSolver(turn.agent.tool_rules)
-        self._tools = {tool.name: tool for tool in turn.tools}
         # History is in creation order: its last message is the newest.
         self._floor_us = us_from_datetime(history[-1].created_at) if history else 0
         if history and history[0].role == "system":
@@ -147,13 +154,13 @@ class _TurnRunner:
         if turn.approval is None:
             self.new = [self._message(**fields) for fields in turn.input]
         self._committed: set[str] = {m.id for m in history}
-        self._called: list[str] = []
         self._last_output: str | None = None
         self._usage = Usage()
         self._steps = 0
         self._heartbeat = turn.agent.agent_type in HEARTBEAT_AGENT_TYPES
 
     async def run(self) -> TurnResult:
+        started_s = self._env.clock.monotonic_s()
         stop: StopReason = "max_steps"
         error: LlmError | None = None
         try:
@@ -172,6 +179,8 @@ class _TurnRunner:
         problem = None if error is None else (error.error_type, str(error), error.detail)
         closing = closing_items(run.id, stop, self._usage_statistics(), problem)
         await self._commit(None, run, closing, final=True)
+        elapsed_s = self._env.clock.monotonic_s() - started_s
+        self._env.metrics.record_turn(stop, self._steps, elapsed_s)
         return TurnResult(
             messages=self.new,
             stop_reason=stop,
@@ -536,7 +545,9 @@ class _TurnRunner:
         )
 
         async def write(events: tuple[RunEvent, ...]) -> None:
+            started_s = self._env.clock.monotonic_s()
             await self._env.store.commit_step(dataclasses.replace(commit, events=events))
+            self._env.metrics.record_step_commit(self._env.clock.monotonic_s() - started_s)
 
         await self._turn.events.commit(items, write, final=final)
         self._committed.update(m.id for m in pending)

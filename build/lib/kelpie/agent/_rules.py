@@ -15,7 +15,7 @@ class ToolRuleSolver:
         self.first = [r.tool_name for r in rules if r.type == "run_first"]
         self.required_before_exit = [r.tool_name for r in rules if r.type == "required_before_exit"]
         self.needs_approval = {r.tool_name for r in rules if r.type == "requires_approval"}
-        self._max_count = {
+        self.max_count = {
             r.tool_name: r.max_count_limit for r in rules if r.type == "max_count_per_step"
         }
 
@@ -58,7 +58,7 @@ class ToolRuleSolver:
         return None
 
     def _under_limit(self, name: str, called: Sequence[str]) -> bool:
-        limit = self._max_count.get(name)
+        limit = self.max_count.get(name)
         return limit is None or called.count(name) < limit
 
     def missing_before_exit(self, called: Sequence[str]) -> list[str]:

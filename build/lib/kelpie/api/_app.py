@@ -24,10 +24,13 @@ from kelpie.api import (
     runs,
     tools,
     working_memory,
+    workspace,
 )
 from kelpie.api._deps import Services
+from kelpie.api._docs import install_docs
 from kelpie.api._errors import install_error_handlers
 from kelpie.api._middleware import GuardMiddleware
+from kelpie.api._observe import install_observability
 from kelpie.api.mcp_endpoint import MCP_PATH, McpEndpoint
 from kelpie.env import Env
 
@@ -58,12 +61,15 @@ def create_app(env: Env) -> FastAPI:
         version=__version__,
         description="A self-hosted runtime for stateful agents that speaks the Letta REST API.",
         redirect_slashes=False,
+        # Served by install_docs from local files, not FastAPI's CDN-loaded pages.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.env = env
     app.state.services = Services.build(env)
     install_error_handlers(app)
     routers = (health, models, agents, messages, conversations, blocks, tools, runs, archives)
-    for module in (*routers, working_memory):
+    for module in (*routers, working_memory, workspace):
         app.include_router(module.router)
     app.include_router(agents.tags_router)
     app.include_router(archives.archives_router)
@@ -78,5 +84,14 @@ def create_app(env: Env) -> FastAPI:
         app.router.routes.append(Route(path, endpoint, methods=["GET", "POST", "DELETE"]))
     for module in (agent_files, messages_global, cloud):
         app.include_router(module.router)
-    app.add_middleware(GuardMiddleware, password=env.config.server_password)
+    app.add_middleware(
+        GuardMiddleware,
+        password=env.config.server_password,
+        clock=env.clock,
+        body_timeout_s=env.config.body_timeout_s,
+        auth_failures_max=env.config.auth_failures_max,
+        auth_failure_window_s=env.config.auth_failure_window_s,
+    )
+    install_docs(app)
+    install_observability(app, env, app.state.services)
     return app

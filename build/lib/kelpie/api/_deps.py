@@ -25,6 +25,7 @@ from kelpie.service import (
     ToolRunService,
     ToolService,
     WorkingMemoryService,
+    WorkspaceService,
 )
 
 
@@ -43,10 +44,13 @@ class Services:
     context: ContextService
     message_lookup: MessageLookup
     working_memory: WorkingMemoryService
+    workspaces: WorkspaceService
     archives: ArchiveService
     recall: RecallService
     # One per app: its vector cache and embedding worker serve every request.
     memory: MemorySearch
+    # The activation table behind `messages` (read by the metrics).
+    runtime: AgentRuntime
 
     @classmethod
     def build(cls, env: Env) -> "Services":
@@ -70,9 +74,11 @@ class Services:
             context=ContextService(env, agents),
             message_lookup=MessageLookup(env),
             working_memory=WorkingMemoryService(env),
+            workspaces=WorkspaceService(env),
             archives=ArchiveService(env, memory),
             recall=RecallService(env, memory),
             memory=memory,
+            runtime=runtime,
         )
 
 

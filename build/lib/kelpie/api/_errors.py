@@ -14,6 +14,7 @@ from kelpie.errors import (
     InvalidInput,
     KelpieError,
     NotFound,
+    TooLarge,
     Unavailable,
     ValidationFailed,
 )
@@ -26,6 +27,7 @@ STATUS_BY_ERROR: Final[dict[type[KelpieError], int]] = {
     NotFound: 404,
     Conflict: 409,
     Expired: 410,
+    TooLarge: 413,
     Unavailable: 503,
     KelpieError: 500,
 }

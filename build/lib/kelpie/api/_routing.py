@@ -1,20 +1,52 @@
 """Routing conventions of the Letta API: every path answers with and without a trailing
-slash (no redirect), and handlers return ready-serialised JSON."""
+slash (no redirect), JSON bodies are decoded strictly, and handlers return ready-serialised
+JSON."""
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from kelpie.errors import ValidationFailed
-from kelpie.schemas import id_pattern, is_valid_id
+from kelpie.schemas import JsonRejected, decode_json, id_pattern, is_valid_id
+
+
+class StrictJsonRequest(Request):
+    """Decodes JSON bodies with `decode_json`: a lone surrogate, NaN or Infinity anywhere
+    in any body is a 422 naming the field, before any handler sees it. (Malformed JSON
+    stays FastAPI's `json.JSONDecodeError` path, a 422 too.)"""
+
+    _strict_json: Any
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_strict_json"):
+            try:
+                self._strict_json = decode_json(await self.body())
+            except JsonRejected as error:
+                # FastAPI turns any other exception raised here into a bare 400.
+                raise HTTPException(status_code=422, detail=error.detail) from error
+        return self._strict_json
+
+
+class LettaRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict_handler(request: Request) -> Response:
+            return await handler(StrictJsonRequest(request.scope, request.receive))
+
+        return strict_handler
 
 
 class LettaRouter(APIRouter):
     """Routes are declared without a trailing slash; `GuardMiddleware` strips one from the
     request path, so both forms reach the same route with no redirect."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(route_class=LettaRoute, **kwargs)
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         assert not path.endswith("/"), f"declare {path!r} without a trailing slash"

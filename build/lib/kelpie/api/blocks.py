@@ -8,6 +8,7 @@ from kelpie.api._deps import ServicesDep
 from kelpie.api._params import page_params
 from kelpie.api._routing import LettaRouter, checked_id, json_response
 from kelpie.schemas import (
+    BLOCK_HISTORY_SEQ_MAX,
     BLOCK_PREFIX,
     AgentState,
     Block,
@@ -20,7 +21,9 @@ from kelpie.storage import BlockQuery, Page
 
 Page50 = Annotated[Page, Depends(page_params(50))]
 SeqPage = Annotated[Page, Depends(page_params(50, cursor="seq", ordered_by="seq"))]
-Seq = Annotated[int, Path(ge=1, description="The entry's sequence number")]
+Seq = Annotated[
+    int, Path(ge=1, le=BLOCK_HISTORY_SEQ_MAX, description="The entry's sequence number")
+]
 Side = Annotated[
     BlockVersionSide,
     Query(description="`new`: the block as the change left it; `old`: as it was before"),

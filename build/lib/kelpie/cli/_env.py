@@ -1,8 +1,10 @@
 """Builds the production Env: the system clock and entropy, the configured store, model
-catalogue and embedder."""
+catalogue, embedder and web."""
 
+import logging
 from pathlib import Path
 
+from kelpie.cli._mcp_stdio import UNCONFINED_VARIABLE, ConfinedStdioLauncher
 from kelpie.env import Config, Env, SystemClock, system_entropy
 from kelpie.llm import LlmRouter, ProviderCatalog
 from kelpie.mcp import McpConnections
@@ -15,13 +17,19 @@ from kelpie.memory import (
     LocalEmbedder,
     OpenAIEmbedder,
 )
-from kelpie.sandbox import ProcessSandbox
+from kelpie.obs import Metrics
+from kelpie.sandbox import MIB, ProcessSandbox, ProgramSandbox
 from kelpie.storage import SqliteStore, Store
+from kelpie.web import HttpWeb
 
 SQLITE_URL_PREFIX = "sqlite:///"
 OPENAI_HANDLE_PREFIX = "openai/"
 # Under the data dir: requirement environments of custom tools, sandbox scratch.
 SANDBOX_DIR_NAME = "sandbox"
+# Under the sandbox dir: what the launch of a confined MCP stdio server opens (root only).
+PROGRAMS_DIR_NAME = "programs"
+
+log = logging.getLogger("kelpie")
 
 
 def open_store(config: Config) -> Store:
@@ -64,9 +72,31 @@ def open_embedder(config: Config) -> Embedder:
     )
 
 
+def open_mcp(config: Config, sandbox: ProcessSandbox) -> McpConnections:
+    """The MCP client; its stdio servers run confined by the sandbox unless the operator
+    opted out."""
+    if config.mcp_stdio_unconfined:
+        log.warning("%s is set: stdio MCP servers run unconfined", UNCONFINED_VARIABLE)
+        return McpConnections()
+    programs = ProgramSandbox(
+        sandbox,
+        state_dir=config.data_dir / SANDBOX_DIR_NAME / PROGRAMS_DIR_NAME,
+        protected=[config.data_dir],
+    )
+    launcher = ConfinedStdioLauncher(programs, allowed_paths=config.mcp_stdio_paths)
+    return McpConnections(stdio_launcher=launcher)
+
+
 def open_env(config: Config) -> Env:
     clock = SystemClock()
     entropy = system_entropy()
+    sandbox = ProcessSandbox(
+        root_dir=config.data_dir / SANDBOX_DIR_NAME,
+        pool_size=config.sandbox_pool_size,
+        workspace_bytes_max=config.workspace_quota_mib * MIB,
+        code_sessions=config.code_sessions,
+        session_idle_s=config.code_session_idle_s,
+    )
     return Env(
         clock=clock,
         entropy=entropy,
@@ -75,8 +105,12 @@ def open_env(config: Config) -> Env:
         models=ProviderCatalog(config, clock),
         llm=LlmRouter(config, clock, entropy.fork("llm")),
         embedder=open_embedder(config),
-        sandbox=ProcessSandbox(
-            root_dir=config.data_dir / SANDBOX_DIR_NAME, pool_size=config.sandbox_pool_size
+        sandbox=sandbox,
+        mcp=open_mcp(config, sandbox),
+        web=HttpWeb(
+            allow_private=config.web_allow_private,
+            searxng_url=config.web_search_url,
+            exa_api_key=config.exa_api_key,
         ),
-        mcp=McpConnections(),
+        metrics=Metrics(enabled=config.metrics),
     )

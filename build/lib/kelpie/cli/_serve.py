@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 import pydantic
 
 from kelpie.cli._env import open_env
+from kelpie.cli._exposure import exposure_warning
 from kelpie.env import Config
 from kelpie.errors import KelpieError
 from kelpie.llm import LlmRouter
+from kelpie.obs import configure_logging
 from kelpie.schemas import McpServerCreate, McpServersFile
 from kelpie.service import McpServerService
 
@@ -26,6 +28,8 @@ log = logging.getLogger("kelpie")
 
 
 SDK_WARM_DELAY_S: Final = 1.0
+# How long an idle kept-alive connection stays open after a response (uvicorn's default).
+KEEP_ALIVE_S: Final = 5
 
 
 async def _warm_when_serving(server: "uvicorn.Server", config: Config) -> None:
@@ -87,21 +91,33 @@ async def _serve(config: Config, log_level: str) -> None:
     import uvicorn
 
     from kelpie.api import create_app
+    from kelpie.cli._protocol import head_guarded_protocol
+    from kelpie.cli._server import ClosingServer
     from kelpie.service import prepare
 
     declared = _declared_servers(config)
     env = open_env(config)
+    server: ClosingServer | None = None
     try:
         await prepare(env)
         app = create_app(env)
-        server = uvicorn.Server(
+        server = ClosingServer(
             uvicorn.Config(
                 app,
                 host=config.host,
                 port=config.port,
                 log_level=log_level,
+                # uvicorn's lines go through the root logger's format (configure_logging);
+                # the request log is Kelpie's own (kelpie.http).
+                log_config=None,
                 access_log=False,
                 timeout_graceful_shutdown=5,
+                # Abuse limits: slow or oversized request heads are cut off by the
+                # protocol, slow bodies by GuardMiddleware; requests past the connection
+                # cap are answered 503.
+                http=head_guarded_protocol(config.header_timeout_s),
+                timeout_keep_alive=KEEP_ALIVE_S,
+                limit_concurrency=config.connections_max,
             )
         )
         warm = asyncio.ensure_future(_warm_when_serving(server, config))
@@ -113,9 +129,12 @@ async def _serve(config: Config, log_level: str) -> None:
     finally:
         if isinstance(env.llm, LlmRouter):
             await env.llm.aclose()
-        await env.sandbox.close()
+        # stdio MCP servers run in the sandbox's namespaces and uids: stopped first.
         await env.mcp.close()
+        await env.sandbox.close()
         await env.store.close()
+    if server is not None:
+        server.reraise_signals()
 
 
 @click.command()
@@ -134,9 +153,11 @@ def serve(
 ) -> None:
     """Start the HTTP server (the Letta REST API) on SQLite."""
     config = Config.from_environ(os.environ, host=host, port=port, data_dir=data_dir, db_url=db_url)
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, config.log_format)
     for noisy in ("yoyo", "httpx", "httpx2", "openai", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if (warning := exposure_warning(config)) is not None:
+        log.warning(warning)
     log.info("data in %s; database %s", config.data_dir, config.database_url)
     try:
         import uvloop

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, final
 from kelpie.env._clock import Clock
 from kelpie.env._config import Config
 from kelpie.env._entropy import Entropy
+from kelpie.obs import Metrics
 
 if TYPE_CHECKING:
     # Type-only: the seams' protocols live in the layers that own them.
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from kelpie.memory import Embedder
     from kelpie.sandbox import Sandbox
     from kelpie.storage import Store
+    from kelpie.web import Web
 
 
 @final
@@ -28,3 +30,6 @@ class Env:
     embedder: "Embedder"
     sandbox: "Sandbox"
     mcp: "McpClients"
+    web: "Web"
+    # Observation only: recording never changes what the server does.
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)

@@ -2,7 +2,8 @@
 OpenAI-compatible base URL, and Anthropic) that `/v1/models` lists and agents resolve their
 `model` handle against; the `LlmClient` seam with one client per provider SDK; retrying;
 the router that picks a client for an LlmConfig; and a scripted model for tests and the
-simulator. The SDKs are imported on first use only. Imports only env, schemas and errors.
+simulator; `MeteredLlm` records calls in the server's metrics. The SDKs are imported on
+first use only. Imports only env, schemas, errors and obs.
 """
 
 from kelpie.llm._anthropic import ANTHROPIC_MAX_TOKENS_DEFAULT, AnthropicClient
@@ -21,6 +22,7 @@ from kelpie.llm._errors import (
     LlmRateLimited,
     LlmTimeout,
 )
+from kelpie.llm._metered import MeteredLlm
 from kelpie.llm._openai import OpenAIClient
 from kelpie.llm._retry import LLM_ATTEMPTS_MAX, LLM_REQUEST_TIMEOUT_S, RetryingLlm
 from kelpie.llm._router import SUPPORTED_ENDPOINT_TYPES, LlmProviders, LlmRouter
@@ -59,6 +61,7 @@ __all__ = [
     "LlmResponse",
     "LlmRouter",
     "LlmTimeout",
+    "MeteredLlm",
     "ModelCatalog",
     "OnDelta",
     "OpenAIClient",

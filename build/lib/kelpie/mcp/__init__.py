@@ -3,7 +3,8 @@
 `McpConnections` is the production client over the official `mcp` SDK (stdio, SSE and
 streamable HTTP): one kept connection per server, reconnected with back-off, pinged when
 quiet, closed when the server is changed or deleted. The simulator brings its own
-`McpClients`. This package imports nothing else of Kelpie."""
+`McpClients`. stdio servers start through a `StdioLauncher` when one is given (the CLI
+gives the sandbox's, which confines them). This package imports nothing else of Kelpie."""
 
 from kelpie.mcp._connections import McpConnections
 from kelpie.mcp._types import (
@@ -18,6 +19,9 @@ from kelpie.mcp._types import (
     McpTool,
     McpTransport,
     McpUnavailable,
+    StdioLaunch,
+    StdioLauncher,
+    StdioRefused,
 )
 
 __all__ = [
@@ -33,4 +37,7 @@ __all__ = [
     "McpTool",
     "McpTransport",
     "McpUnavailable",
+    "StdioLaunch",
+    "StdioLauncher",
+    "StdioRefused",
 ]

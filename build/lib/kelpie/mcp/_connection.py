@@ -28,7 +28,13 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from kelpie.mcp._failures import describe_connect_failure, exception_leaves
 from kelpie.mcp._results import call_result_of, error_result, tools_of
 from kelpie.mcp._transports import HttpStatus, StderrTail, open_remote, open_stdio
-from kelpie.mcp._types import McpCallResult, McpServerSpec, McpTool, McpUnavailable
+from kelpie.mcp._types import (
+    McpCallResult,
+    McpServerSpec,
+    McpTool,
+    McpUnavailable,
+    StdioLauncher,
+)
 
 T = TypeVar("T")
 
@@ -56,9 +62,15 @@ class ConnectionLost(Exception):
 
 class Connection:
     def __init__(
-        self, spec: McpServerSpec, *, connect_timeout_s: float, clock: Callable[[], float]
+        self,
+        spec: McpServerSpec,
+        *,
+        connect_timeout_s: float,
+        clock: Callable[[], float],
+        stdio_launcher: StdioLauncher | None = None,
     ) -> None:
         self.spec = spec
+        self._stdio_launcher = stdio_launcher
         self.last_used = -math.inf
         self._connect_timeout_s = connect_timeout_s
         self._clock = clock
@@ -236,7 +248,9 @@ class Connection:
 
     async def _connect(self, stack: contextlib.AsyncExitStack, scope: anyio.CancelScope) -> None:
         if self._stderr is not None:
-            streams = await stack.enter_async_context(open_stdio(self.spec, self._stderr))
+            streams = await stack.enter_async_context(
+                open_stdio(self.spec, self._stderr, self._stdio_launcher)
+            )
         else:
             streams = await stack.enter_async_context(
                 open_remote(self.spec, self._http_status, connect_timeout_s=self._connect_timeout_s)

@@ -24,6 +24,7 @@ from kelpie.mcp._types import (
     McpServerSpec,
     McpTool,
     McpUnavailable,
+    StdioLauncher,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,11 +64,14 @@ class _Link:
 class McpConnections:
     """Keeps one connection per MCP server and speaks to it; see the module docstring.
 
-    `clock` gives seconds for idleness and back-off (the event loop's clock by default)."""
+    `clock` gives seconds for idleness and back-off (the event loop's clock by default).
+    `stdio_launcher` starts stdio servers (production: confined by the sandbox); without
+    one they run as their spec says, unconfined."""
 
     def __init__(
         self,
         *,
+        stdio_launcher: StdioLauncher | None = None,
         clock: Callable[[], float] | None = None,
         connect_timeout_s: float = MCP_CONNECT_TIMEOUT_S,
         list_timeout_s: float = MCP_LIST_TIMEOUT_S,
@@ -76,6 +80,7 @@ class McpConnections:
     ) -> None:
         assert connect_timeout_s > 0, connect_timeout_s
         assert list_timeout_s > 0, list_timeout_s
+        self._stdio_launcher = stdio_launcher
         self._clock = clock or _loop_time
         self._connect_timeout_s = connect_timeout_s
         self._list_timeout_s = list_timeout_s
@@ -84,6 +89,11 @@ class McpConnections:
         self._links: dict[str, _Link] = {}
         self._closings: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    @property
+    def connected_count(self) -> int:
+        """Servers with a live connection now (for the server's metrics)."""
+        return sum(1 for link in self._links.values() if link.connection is not None)
 
     async def list_tools(self, server: McpServerSpec) -> list[McpTool]:
         """The server's tools (connecting first if need be). Raises McpUnavailable."""
@@ -193,7 +203,10 @@ class McpConnections:
 
     async def _connect(self, link: _Link) -> Connection:
         connection = Connection(
-            link.spec, connect_timeout_s=self._connect_timeout_s, clock=self._clock
+            link.spec,
+            connect_timeout_s=self._connect_timeout_s,
+            clock=self._clock,
+            stdio_launcher=self._stdio_launcher,
         )
         link.opening = connection
         try:

@@ -10,7 +10,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 
 from kelpie.mcp._transports import CommandNotFound
-from kelpie.mcp._types import McpServerSpec
+from kelpie.mcp._types import McpServerSpec, StdioRefused
 
 STDERR_QUOTE_CHARS_MAX: Final = 1000
 
@@ -50,6 +50,8 @@ def _stdio_sentence(
     timeout_s: float,
 ) -> str:
     for leaf in leaves:
+        if isinstance(leaf, StdioRefused):
+            return f"{where} was not started: {leaf}"
         if isinstance(leaf, CommandNotFound):
             return f"{where} could not start: the command '{leaf}' was not found on its PATH."
         if isinstance(leaf, PermissionError):

@@ -9,13 +9,14 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Final, TextIO
 
+import anyio
 import httpx2
 from mcp.client._transport import TransportStreams
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from kelpie.mcp._types import McpServerSpec
+from kelpie.mcp._types import McpServerSpec, StdioLaunch, StdioLauncher
 
 # How much of a stdio server's stderr is kept (its end), to quote when it fails.
 STDERR_TAIL_BYTES: Final = 4096
@@ -126,21 +127,35 @@ def resolve_command(command: str, env: dict[str, str]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_stdio(spec: McpServerSpec, stderr: StderrTail) -> AsyncIterator[TransportStreams]:
+async def open_stdio(
+    spec: McpServerSpec, stderr: StderrTail, launcher: StdioLauncher | None
+) -> AsyncIterator[TransportStreams]:
+    """Starts the server: through `launcher` (confined), or as its spec says (None)."""
     assert spec.transport == "stdio", spec.transport
     assert spec.command is not None, "a stdio server needs a command"
     env = stdio_environment(spec)
-    parameters = StdioServerParameters(
-        command=resolve_command(spec.command, env), args=list(spec.args), env=env
-    )
-    assert stderr.writer is not None, "the stderr pipe is given to one server"
-    await stderr.start()
+    command = resolve_command(spec.command, env)
+    if launcher is None:
+        launch = StdioLaunch(command=command, args=spec.args, env=env)
+    else:
+        launch = await launcher.launch(spec, command, env)
     try:
-        async with stdio_client(parameters, errlog=stderr.writer) as streams:
+        parameters = StdioServerParameters(
+            command=launch.command, args=list(launch.args), env=dict(launch.env)
+        )
+        assert stderr.writer is not None, "the stderr pipe is given to one server"
+        await stderr.start()
+        try:
+            async with stdio_client(parameters, errlog=stderr.writer) as streams:
+                stderr.close_writer()
+                yield streams
+        finally:
             stderr.close_writer()
-            yield streams
     finally:
-        stderr.close_writer()
+        # The SDK has stopped the process (or given up on it): what the launcher took for
+        # it goes back, even when the connection is being cancelled.
+        with anyio.CancelScope(shield=True):
+            await launch.release()
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ A server is named by its `McpServerSpec`; the client keeps one connection per sp
 lazily, reused, reconnected after a failure) and forgets it when told the spec changed."""
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Literal, Protocol
 
 McpTransport = Literal["stdio", "sse", "streamable_http"]
@@ -33,6 +33,11 @@ class McpServerSpec:
     command: str | None = None
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # stdio, for the launcher that confines the server (ignored when none does): whether it
+    # may use the network, and the host paths it may read, or read and write.
+    network: bool = False
+    read_only_paths: tuple[str, ...] = ()
+    read_write_paths: tuple[str, ...] = ()
     # sse / streamable_http
     url: str | None = None
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -65,6 +70,39 @@ class McpCallResult:
 class McpUnavailable(Exception):
     """The server could not be reached, started, or answer in time; the message says which,
     in one sentence a user can act on (it becomes a 4xx detail or an error tool return)."""
+
+
+class StdioRefused(Exception):
+    """A launcher will not start this stdio server (it cannot be confined here); the message
+    says why, in words a user can act on."""
+
+
+async def _nothing_to_release() -> None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StdioLaunch:
+    """What to spawn for a stdio server: `command` and `args` with `env` (the SDK adds its
+    harmless HOME, LOGNAME, SHELL, TERM and USER where `env` lacks them). `release` is
+    awaited once the process has ended (or been killed)."""
+
+    command: str
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    release: Callable[[], Awaitable[None]] = _nothing_to_release
+
+
+class StdioLauncher(Protocol):
+    """Turns a stdio server's command into what is actually spawned (in production: the
+    same command confined by the sandbox)."""
+
+    async def launch(
+        self, server: McpServerSpec, command: str, env: Mapping[str, str]
+    ) -> StdioLaunch:
+        """`command` is the spec's command resolved to an absolute path and `env` the
+        server's whole environment. Raises StdioRefused when the server cannot start."""
+        ...
 
 
 class McpClients(Protocol):

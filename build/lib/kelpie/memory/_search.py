@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 PENDING_EMBEDDED_ON_SEARCH_MAX: Final = 256
 WORKER_BATCH_ROWS: Final = 64
 WORKER_RETRY_S: Final = 5.0
+# The embedding queue's depth is counted up to this many rows a kind (a bounded walk of the
+# pending index, for the metrics).
+QUEUE_ROWS_COUNTED_MAX: Final = 100_000
 SEARCH_POOL_MIN: Final = 50
 _POOL_GROWTH: Final = 4
 
@@ -222,6 +225,13 @@ class MemorySearch:
             ],
         )
         return len(pending)
+
+    async def queue_rows(self) -> dict[SearchKind, int]:
+        """Rows waiting for the worker, by kind, each counted up to `QUEUE_ROWS_COUNTED_MAX`."""
+        return {
+            kind: await self._store.count_pending_embeddings(kind, QUEUE_ROWS_COUNTED_MAX)
+            for kind in SEARCH_KINDS
+        }
 
     def notify_written(self) -> None:
         """New searchable rows were committed: the worker embeds them soon."""

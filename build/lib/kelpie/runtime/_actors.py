@@ -72,6 +72,7 @@ class AgentRuntime:
         self._active: collections.OrderedDict[str, Activation] = collections.OrderedDict()
         self._evicting: list[str] = []
         self.activations_total = 0
+        self.deactivations_total = 0
 
     @property
     def active_count(self) -> int:
@@ -114,6 +115,7 @@ class AgentRuntime:
             self._evicting.append(agent_id)
         for agent_id in self._evicting:
             del self._active[agent_id]
+        self.deactivations_total += len(self._evicting)
         self._evicting.clear()
 
     @contextlib.asynccontextmanager

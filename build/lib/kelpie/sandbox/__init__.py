@@ -2,10 +2,21 @@
 
 `ProcessSandbox` is the production tier (bubblewrap namespaces, seccomp, Landlock, rlimits,
 cgroups and a uid per worker, with a warm pool); the simulator brings its own tier through
-the `Sandbox` protocol. A tier that cannot confine code refuses to run it and says why."""
+the `Sandbox` protocol. A tier that cannot confine code refuses to run it and says why.
+`ProgramSandbox` confines long-lived programs (MCP stdio servers) with the same host plan.
+`GvisorSessions` keeps an agent's Python session in a gVisor container between executions,
+paused to disk when idle (the `CodeSessions` protocol)."""
 
 from kelpie.sandbox._agent_state import AgentState as ToolAgentState
+from kelpie.sandbox._gvisor import GvisorSessions
 from kelpie.sandbox._process import ProcessSandbox, SandboxDescription
+from kelpie.sandbox._programs import (
+    ConfinedCommand,
+    ConfineRefused,
+    ProgramLimits,
+    ProgramSandbox,
+)
+from kelpie.sandbox._sessions import SessionsOff
 from kelpie.sandbox._types import (
     MIB,
     SANDBOX_FILE_BYTES_MAX,
@@ -18,10 +29,23 @@ from kelpie.sandbox._types import (
     SANDBOX_TMP_BYTES_MAX,
     TOOL_TIMEOUT_S_DEFAULT,
     TOOL_TIMEOUT_S_MAX,
+    CodeSessions,
+    HostCallAnswer,
+    HostCalls,
     Sandbox,
     SandboxLimits,
     ToolJob,
     ToolJobResult,
+    ToolStub,
+)
+from kelpie.sandbox._workspace import (
+    SANDBOX_WORKSPACE_DIR,
+    WORKSPACE_BYTES_MAX_DEFAULT,
+    WorkspaceError,
+    WorkspaceFile,
+    WorkspaceFileMissing,
+    WorkspaceFull,
+    Workspaces,
 )
 
 __all__ = [
@@ -34,13 +58,30 @@ __all__ = [
     "SANDBOX_PROCESSES_MAX",
     "SANDBOX_RESULT_BYTES_MAX",
     "SANDBOX_TMP_BYTES_MAX",
+    "SANDBOX_WORKSPACE_DIR",
     "TOOL_TIMEOUT_S_DEFAULT",
     "TOOL_TIMEOUT_S_MAX",
+    "WORKSPACE_BYTES_MAX_DEFAULT",
+    "CodeSessions",
+    "ConfineRefused",
+    "ConfinedCommand",
+    "GvisorSessions",
+    "HostCallAnswer",
+    "HostCalls",
     "ProcessSandbox",
+    "ProgramLimits",
+    "ProgramSandbox",
     "Sandbox",
     "SandboxDescription",
     "SandboxLimits",
+    "SessionsOff",
     "ToolAgentState",
     "ToolJob",
     "ToolJobResult",
+    "ToolStub",
+    "WorkspaceError",
+    "WorkspaceFile",
+    "WorkspaceFileMissing",
+    "WorkspaceFull",
+    "Workspaces",
 ]

@@ -119,6 +119,21 @@ def _bwrap_args(launch: Launch) -> list[str]:
     args += ["--hostname", SANDBOX_HOSTNAME, "--clearenv"]
     for key, value in SANDBOX_BASE_ENVIRONMENT.items():
         args += ["--setenv", key, value]
+    args += system_args()
+    args += ["--ro-bind-data", str(launch.passwd_fd), "/etc/passwd"]
+    args += ["--ro-bind-data", str(launch.group_fd), "/etc/group"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--size", str(launch.tmp_bytes), "--tmpfs", "/tmp"]
+    for bind in launch.binds:
+        args += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.dest]
+    args += ["--seccomp", str(launch.seccomp_fd), "--chdir", "/tmp"]
+    return args
+
+
+def system_args() -> list[str]:
+    """bubblewrap's arguments for the read-only system every sandbox sees: /usr, the root
+    links into it and a few files of /etc (not passwd and group: each sandbox has its own)."""
+    args: list[str] = []
     for directory in SYSTEM_DIRS:
         args += ["--ro-bind", directory, directory]
     for link in SYSTEM_ROOT_LINKS:
@@ -128,11 +143,4 @@ def _bwrap_args(launch: Launch) -> list[str]:
             args += ["--ro-bind", link, link]
     for name in ETC_FILES:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    args += ["--ro-bind-data", str(launch.passwd_fd), "/etc/passwd"]
-    args += ["--ro-bind-data", str(launch.group_fd), "/etc/group"]
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--perms", "1777", "--size", str(launch.tmp_bytes), "--tmpfs", "/tmp"]
-    for bind in launch.binds:
-        args += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.dest]
-    args += ["--seccomp", str(launch.seccomp_fd), "--chdir", "/tmp"]
     return args

@@ -22,6 +22,7 @@ from kelpie.sandbox._bwrap import (
 from kelpie.sandbox._cgroups import CgroupRoot
 from kelpie.sandbox._stage import Stage, StageError
 from kelpie.sandbox._uids import UidRange, UidsExhausted
+from kelpie.sandbox._workspace import SANDBOX_WORKSPACE_DIR
 
 WORKER_DIR: Final = Path(__file__).resolve().parent
 SYSTEM_PREFIX: Final = Path("/usr")
@@ -46,9 +47,10 @@ class HostPlan:
     # at job time, since the worker skips `site` (its .pth files cost a cold start ~10 ms).
     site_dirs: tuple[str, ...]
     pip_dir: Path
+    workspace_dir: Path
     bwrap_version: str
 
-    def binds(self, *, pip_target: Path | None = None) -> list[Bind]:
+    def binds(self, *, pip_target: Path | None = None, workspace: Path | None = None) -> list[Bind]:
         binds = [
             Bind(source=self.stage.source(f"python{i}"), dest=str(path))
             for i, path in enumerate(self.python_dirs)
@@ -58,6 +60,9 @@ class HostPlan:
         if pip_target is not None:
             source = self.stage.source("pip") / pip_target.relative_to(self.pip_dir)
             binds.append(Bind(source=source, dest=SANDBOX_PIP_TARGET_DIR, writable=True))
+        if workspace is not None:
+            source = self.stage.source("workspaces") / workspace.relative_to(self.workspace_dir)
+            binds.append(Bind(source=source, dest=SANDBOX_WORKSPACE_DIR, writable=True))
         return binds
 
 
@@ -79,7 +84,7 @@ def quick_check(bwrap: Path) -> str | None:
     return None
 
 
-async def plan(*, bwrap: Path, root_dir: Path, cgroup_name: str) -> HostPlan:
+async def plan(*, bwrap: Path, root_dir: Path, workspace_dir: Path, cgroup_name: str) -> HostPlan:
     """Raises HostUnfit with the reason when code cannot be confined here."""
     is_root = os.geteuid() == 0
     tools = Tools(
@@ -92,9 +97,10 @@ async def plan(*, bwrap: Path, root_dir: Path, cgroup_name: str) -> HostPlan:
     seccomp_bpf = _seccomp_filter()
     python_dirs = _python_dirs()
     pip_dir = root_dir / "pip"
-    pip_dir.mkdir(parents=True, exist_ok=True)
+    for directory in (pip_dir, workspace_dir):
+        os.makedirs(directory, exist_ok=True)
     mounts = {f"python{i}": path for i, path in enumerate(python_dirs)}
-    mounts |= {"worker": WORKER_DIR, "pip": pip_dir}
+    mounts |= {"worker": WORKER_DIR, "pip": pip_dir, "workspaces": workspace_dir}
     if is_root and not bwrap.is_relative_to(SYSTEM_PREFIX):
         # Bind the directory above the package so bwrap's $ORIGIN-relative libraries follow.
         mounts["bwrap"] = bwrap.parents[2]
@@ -124,6 +130,7 @@ async def plan(*, bwrap: Path, root_dir: Path, cgroup_name: str) -> HostPlan:
         python_dirs=python_dirs,
         site_dirs=_site_dirs(python_dirs),
         pip_dir=pip_dir,
+        workspace_dir=workspace_dir,
         bwrap_version=version,
     )
 

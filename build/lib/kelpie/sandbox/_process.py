@@ -5,6 +5,7 @@ when the host cannot confine, every call answers an error saying why."""
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -14,18 +15,26 @@ from typing import Any, Final
 
 from kelpie.sandbox import _host
 from kelpie.sandbox._bwrap import SANDBOX_BASE_ENVIRONMENT
+from kelpie.sandbox._gvisor import GvisorSessions
 from kelpie.sandbox._host import HostPlan, HostUnfit
 from kelpie.sandbox._pip import PIP_TMP_BYTES, PipEnvironments, RequirementError
 from kelpie.sandbox._pool import WarmPool
+from kelpie.sandbox._sessions import SessionsOff
 from kelpie.sandbox._types import (
     SANDBOX_POOL_SIZE_DEFAULT,
     SANDBOX_TMP_BYTES_MAX,
+    CodeSessions,
+    HostCalls,
     ToolJob,
     ToolJobResult,
 )
 from kelpie.sandbox._worker_process import WorkerProcess, WorkerStartError
+from kelpie.sandbox._workspace import WORKSPACE_BYTES_MAX_DEFAULT, WorkspaceFull, Workspaces
 
 _log = logging.getLogger("kelpie.sandbox")
+# An agent's code session is paused (checkpointed to disk) after this long unused.
+SESSION_IDLE_S_DEFAULT: Final = 120.0
+SESSION_IDLE_CHECK_S_MAX: Final = 10.0
 SANDBOX_THREADS: Final = 4
 NAMESPACES: Final = ("user", "pid", "net", "ipc", "uts", "mount", "cgroup")
 
@@ -64,9 +73,23 @@ class ProcessSandbox:
         root_dir: Path,
         pool_size: int = SANDBOX_POOL_SIZE_DEFAULT,
         bwrap_path: Path | None = None,
+        workspace_bytes_max: int = WORKSPACE_BYTES_MAX_DEFAULT,
+        code_sessions: bool = True,
+        session_idle_s: float = SESSION_IDLE_S_DEFAULT,
     ) -> None:
         assert pool_size >= 0
+        assert session_idle_s > 0
         self._root_dir = root_dir
+        self.workspaces = Workspaces(root_dir / "workspaces", bytes_max=workspace_bytes_max)
+        # The strong tier, for code that keeps its state between runs (gVisor).
+        self.sessions: CodeSessions = (
+            GvisorSessions(root_dir=root_dir / "sessions", workspaces=self.workspaces)
+            if code_sessions
+            else SessionsOff("turned off by the operator (KELPIE_CODE_SESSIONS=0)")
+        )
+        self._session_idle_s = session_idle_s
+        self._session_pauser: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._pool_size = pool_size
         self._bwrap = _host.default_bwrap_path() if bwrap_path is None else bwrap_path
         self._reason: str | None = None
@@ -94,6 +117,12 @@ class ProcessSandbox:
         return self._description
 
     @property
+    def host_plan(self) -> HostPlan | None:
+        """What confines code here, once the host check has passed: other tiers of this
+        sandbox (long-lived programs) take their uids, cgroups and stage from it."""
+        return self._plan
+
+    @property
     def warm_workers(self) -> int:
         return 0 if self._pool is None else len(self._pool)
 
@@ -101,6 +130,26 @@ class ProcessSandbox:
         assert self._checked is None, "started twice"
         self._reason = _host.quick_check(self._bwrap)
         self._checked = asyncio.create_task(self._check_host(), name="kelpie-sandbox-check")
+        await self.sessions.start()
+        self._session_pauser = asyncio.create_task(
+            self._pause_idle_sessions(), name="kelpie-session-pauser"
+        )
+
+    async def _pause_idle_sessions(self) -> None:
+        """Puts idle sessions to disk: a paused one costs no memory and survives restarts."""
+        interval_s = min(self._session_idle_s / 2, SESSION_IDLE_CHECK_S_MAX)
+        while True:
+            # Stopped only between pauses: a pause cut short would stop the session with
+            # its image unsaved.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
+            try:
+                await self.sessions.pause_idle(self._session_idle_s)
+            except Exception:  # one failed pause must not stop the next ones
+                _log.exception("pausing idle code sessions failed")
 
     async def ready(self) -> None:
         """Waits for the host check (and the first worker) to finish."""
@@ -122,7 +171,10 @@ class ProcessSandbox:
 
     async def _prepare(self) -> None:
         plan = await _host.plan(
-            bwrap=self._bwrap, root_dir=self._root_dir, cgroup_name=f"kelpie-{os.getpid()}"
+            bwrap=self._bwrap,
+            root_dir=self._root_dir,
+            workspace_dir=self.workspaces.root,
+            cgroup_name=f"kelpie-{os.getpid()}",
         )
         self._plan = plan
         try:
@@ -154,7 +206,7 @@ class ProcessSandbox:
         await worker.start()
         return worker
 
-    async def run(self, job: ToolJob) -> ToolJobResult:
+    async def run(self, job: ToolJob, calls: HostCalls | None = None) -> ToolJobResult:
         if self._checked is None:
             return _refused("the sandbox is not running")
         await self.ready()
@@ -166,7 +218,7 @@ class ProcessSandbox:
             sys_path = await self._requirements(job.pip_requirements)
         except RequirementError as error:
             return ToolJobResult(status="error", error=str(error))
-        return await self._execute(job, sys_path)
+        return await self._execute(job, sys_path, calls)
 
     async def _requirements(self, requirements: Sequence[str]) -> list[str]:
         if not requirements:
@@ -175,26 +227,41 @@ class ProcessSandbox:
         return [await self._pip.sys_path(requirements)]
 
     async def _execute(
-        self, job: ToolJob, sys_path: list[str], *, pip_target: Path | None = None
+        self,
+        job: ToolJob,
+        sys_path: list[str],
+        calls: HostCalls | None = None,
+        *,
+        pip_target: Path | None = None,
     ) -> ToolJobResult:
         assert self._plan is not None
         assert self._pool is not None
-        worker = None if job.network or pip_target else self._pool.take()
+        # Warm workers are started before anyone knows whose job they get: a job with a
+        # workspace (mounted at start) or the network takes a worker of its own.
+        special = job.network or pip_target or job.workspace
+        worker = None if special else self._pool.take()
         if worker is None:
+            agent_id = job.workspace
             worker = WorkerProcess(
                 self._plan,
                 self._threads,
                 network=job.network,
                 pip_target=pip_target,
+                workspace=None
+                if agent_id is None
+                else lambda uid: self.workspaces.prepare(agent_id, uid),
                 tmp_bytes=SANDBOX_TMP_BYTES_MAX if pip_target is None else PIP_TMP_BYTES,
             )
             try:
                 await worker.start()
             except WorkerStartError as error:
                 return ToolJobResult(status="error", error=f"Tool could not start: {error}")
+            except WorkspaceFull as error:
+                return ToolJobResult(status="error", error=str(error))
         self._running.add(worker)
+        payload = _payload(job, [*sys_path, *self._plan.site_dirs])
         try:
-            return await worker.run(_payload(job, [*sys_path, *self._plan.site_dirs]), job.limits)
+            return await worker.run(payload, job.limits, calls)
         finally:
             # run() has killed the job's processes with its answer; reaping them and giving
             # back the cgroups and the uid need not hold the answer up.
@@ -211,10 +278,14 @@ class ProcessSandbox:
             self._pool.refill()
 
     async def _run_install(self, job: ToolJob, target: Path) -> ToolJobResult:
-        return await self._execute(job, [], pip_target=target)
+        return await self._execute(job, [], None, pip_target=target)
 
     async def close(self) -> None:
         self._closed = True
+        self._stopping.set()
+        if self._session_pauser is not None:
+            await asyncio.gather(self._session_pauser, return_exceptions=True)
+        await self.sessions.close()
         if self._checked is not None:
             self._checked.cancel()
             await asyncio.gather(self._checked, return_exceptions=True)
@@ -241,6 +312,7 @@ def _payload(job: ToolJob, sys_path: list[str]) -> dict[str, Any]:
         "arguments": dict(job.arguments),
         "environment": {**SANDBOX_BASE_ENVIRONMENT, **job.environment},
         "agent_state": None if job.agent_state is None else dict(job.agent_state),
+        "tools": [{"name": t.name, "parameters": list(t.parameters)} for t in job.tools],
         "sys_path": sys_path,
     }
 

@@ -3,8 +3,11 @@ the tiers that execute code (the process tier in production, a scripted one in t
 simulator)."""
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Final, Literal, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+if TYPE_CHECKING:
+    from kelpie.sandbox._workspace import Workspaces
 
 MIB: Final = 1024 * 1024
 
@@ -40,8 +43,33 @@ class SandboxLimits:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ToolStub:
+    """A tool code may call: a function of that name in the code's namespace whose calls
+    travel to the host. `parameters` names its arguments in order, for positional calls."""
+
+    name: str
+    parameters: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class HostCallAnswer:
+    """What a tool call from code returns: the tool's value, or (not ok) the error text the
+    code sees raised as `kelpie_tools.ToolError`."""
+
+    ok: bool
+    value: Any
+
+
+# Answers one tool call (name, keyword arguments) made by the code of an execution.
+HostCalls = Callable[[str, dict[str, Any]], Awaitable[HostCallAnswer]]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ToolJob:
-    """One call of a Python function defined by `source_code`.
+    """One call of a Python function defined by `source_code`, or, with no
+    `function_name`, one run of `source_code` as a snippet (code mode): its prints are its
+    output, the value of its last expression its result, and `tools` the functions it may
+    call, each answered by the host.
 
     `environment` holds the agent's secrets and the sandbox config's variables: it reaches
     the function's `os.environ` and nothing else (never argv, never a log line).
@@ -50,14 +78,24 @@ class ToolJob:
     `.memory.update_block_value(label, value)`, ...); the result carries it back."""
 
     source_code: str
-    function_name: str
-    arguments: Mapping[str, Any]
+    function_name: str | None
+    arguments: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tools: tuple[ToolStub, ...] = ()
+    # Whose workspace (an agent id) is mounted read-write as the working directory.
+    workspace: str | None = None
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
     agent_state: Mapping[str, Any] | None = None
     # pip requirement specifiers ("name" or "name==1.2"); installed once per distinct set.
     pip_requirements: tuple[str, ...] = ()
     network: bool = False
     limits: SandboxLimits = dataclasses.field(default_factory=SandboxLimits)
+
+    def __post_init__(self) -> None:
+        if self.function_name is None:
+            assert not self.arguments, "code takes no arguments"
+            assert self.agent_state is None, "code reaches the agent through its tools"
+        else:
+            assert not self.tools, "only code calls tools through the host"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,6 +111,8 @@ class ToolJobResult:
     stderr: str = ""
     agent_state: Mapping[str, Any] | None = None
     error: str | None = None
+    # Code mode: the traceback of the exception that ended the snippet.
+    traceback: str | None = None
 
 
 class Sandbox(Protocol):
@@ -87,9 +127,53 @@ class Sandbox(Protocol):
         """Checks the host and starts filling the warm pool; returns at once."""
         ...
 
-    async def run(self, job: ToolJob) -> ToolJobResult:
+    async def run(self, job: ToolJob, calls: HostCalls | None = None) -> ToolJobResult:
         """Runs the job to completion, a limit or its timeout. Never raises for anything
-        the job's code does."""
+        the job's code does. `calls` answers the tool calls of a code-mode job."""
+        ...
+
+    @property
+    def workspaces(self) -> "Workspaces":
+        """The agents' persistent directories (files the REST API lists and serves)."""
+        ...
+
+    @property
+    def sessions(self) -> "CodeSessions":
+        """Agents' code sessions that keep their state between executions."""
         ...
 
     async def close(self) -> None: ...
+
+
+class CodeSessions(Protocol):
+    """Python sessions that keep their state (variables, imports, open files) for an agent
+    between executions, paused to disk when idle and resumed on the next execution, across
+    server restarts. The strong-isolation tier (gVisor) in production."""
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """None when sessions can run here; otherwise why not, in one sentence."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def run(
+        self, agent_id: str, job: ToolJob, calls: HostCalls | None = None
+    ) -> ToolJobResult:
+        """Runs a code-mode job (no function_name) in the agent's session, starting it or
+        resuming it from its paused image first. Never raises for what the code does."""
+        ...
+
+    async def pause_idle(self, idle_s: float) -> int:
+        """Pauses (checkpoints to disk and stops) sessions idle for `idle_s` or more;
+        returns how many."""
+        ...
+
+    async def discard(self, agent_id: str) -> None:
+        """Ends the agent's session and deletes its paused image (the agent is gone, or
+        the session is reset)."""
+        ...
+
+    async def close(self) -> None:
+        """Pauses every running session, so each resumes after a restart."""
+        ...

@@ -25,21 +25,26 @@ if TYPE_CHECKING:
 # leave again, so a tool's imports never find the sandbox's own modules).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if TYPE_CHECKING:
-    from kelpie.sandbox import _agent_state, _landlock
+    from kelpie.sandbox import _agent_state, _frames, _landlock, _snippet
 else:
     import _agent_state
+    import _frames
     import _landlock
+    import _snippet
 
 del sys.path[0]
 
 SCRATCH_DIR = "/tmp"
 READY = b"R"
 _CHUNK_BYTES = 65536
+# The job (source, arguments, agent state) and each tool's answer; the host checks its side.
+_FRAME_BYTES_MAX = 64 * 1024 * 1024
 
 
 def main(argv: list[str]) -> None:
     fd = int(argv[argv.index("--fd") + 1])
     writable = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--write"]
+    workdir = argv[argv.index("--cwd") + 1] if "--cwd" in argv else SCRATCH_DIR
     os.set_inheritable(fd, False)
     channel = _socket.socket(fileno=fd)
     os.umask(0o022)
@@ -55,13 +60,16 @@ def main(argv: list[str]) -> None:
         resource.setrlimit(getattr(resource, name), (soft, hard))
     assert isinstance(sys.stdout, io.TextIOWrapper)
     sys.stdout.reconfigure(line_buffering=True)
-    result = _run(job)
+    os.environ.clear()
+    os.environ.update(job["environment"])
+    os.chdir(workdir)
+    sys.path.extend(job["sys_path"])  # after the standard library: nothing shadows it
+    result = _run(job) if job["function_name"] is not None else _run_code(job, channel)
     try:
-        reply = json.dumps(result, default=str).encode()
+        reply = json.dumps({"result": result}, default=str).encode()
     except (TypeError, ValueError, RecursionError) as error:
-        reply = json.dumps(
-            {"status": "error", "error": f"Tool result is not JSON: {error}"}
-        ).encode()
+        failure = {"status": "error", "error": f"Tool result is not JSON: {error}"}
+        reply = json.dumps({"result": failure}).encode()
     # Output first, and closed, so the host has all of it the moment the reply arrives.
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -71,23 +79,29 @@ def main(argv: list[str]) -> None:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
-    channel.sendall(reply)
+    channel.sendall(_frames.encode(reply))
     channel.close()
     os._exit(0)  # nothing of the tool's (atexit hooks, finalizers) runs after its answer
 
 
 def _receive(channel: _socket.socket) -> bytes:
+    """One framed message from the host (the job, or the answer to a tool call)."""
+    header = _receive_exactly(channel, _frames.HEADER_BYTES)
+    return _receive_exactly(channel, _frames.body_length(header, _FRAME_BYTES_MAX))
+
+
+def _receive_exactly(channel: _socket.socket, n_bytes: int) -> bytes:
     chunks = []
-    while chunk := channel.recv(_CHUNK_BYTES):
+    while n_bytes:
+        chunk = channel.recv(min(n_bytes, _CHUNK_BYTES))
+        if not chunk:
+            raise EOFError("the host closed the channel")
         chunks.append(chunk)
+        n_bytes -= len(chunk)
     return b"".join(chunks)
 
 
 def _run(job: dict[str, Any]) -> dict[str, Any]:
-    os.environ.clear()
-    os.environ.update(job["environment"])
-    os.chdir(SCRATCH_DIR)
-    sys.path.extend(job["sys_path"])  # after the standard library: nothing shadows it
     name = job["function_name"]
     state = None if job["agent_state"] is None else _agent_state.AgentState(job["agent_state"])
     module = type(sys)("tool")
@@ -101,35 +115,34 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
             arguments["agent_state"] = state
         value = function(**arguments)
     except BaseException as error:
-        import traceback
-
-        traceback.print_exc()
-        return {
-            "status": "error",
-            "error": f"Error executing function {name}: {type(error).__name__}: {error}",
-            "exception": type(error).__name__,
-            "agent_state": None if state is None else state.to_json(),
-        }
+        failure = _snippet.failure(error, f"Error executing function {name}: ")
+        return {**failure, "agent_state": None if state is None else state.to_json()}
     return {
         "status": "success",
-        "func_return": _as_json(value),
+        "func_return": _snippet.as_json(value),
         "agent_state": None if state is None else state.to_json(),
     }
+
+
+def _run_code(job: dict[str, Any], channel: _socket.socket) -> dict[str, Any]:
+    """A snippet (code mode): the agent's tools are functions of its namespace and of the
+    module `kelpie_tools`, each call a message to the host and its answer."""
+
+    def ask(message: dict[str, Any]) -> dict[str, Any]:
+        channel.sendall(_frames.encode(json.dumps(message).encode()))
+        answer: dict[str, Any] = json.loads(_receive(channel))
+        return answer
+
+    tools = _snippet.tools_module(job["tools"], ask)
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+    namespace.update((name, getattr(tools, name)) for name in tools.__all__)
+    return _snippet.run(job["source_code"], namespace)
 
 
 def _takes_agent_state(function: Any) -> bool:
     import inspect
 
     return "agent_state" in inspect.signature(function).parameters
-
-
-def _as_json(value: Any) -> Any:
-    """The value itself when JSON can carry it, else its str() (as Letta returns it)."""
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        return str(value)
-    return value
 
 
 if __name__ == "__main__":

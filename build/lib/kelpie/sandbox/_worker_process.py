@@ -11,20 +11,24 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from kelpie.sandbox import _bwrap, _child
+from kelpie.sandbox import _bwrap, _child, _frames
 from kelpie.sandbox._cgroups import WorkerCgroup
 from kelpie.sandbox._host import HostPlan
 from kelpie.sandbox._types import (
     MIB,
     SANDBOX_RESULT_BYTES_MAX,
     SANDBOX_TMP_BYTES_MAX,
+    HostCallAnswer,
+    HostCalls,
     SandboxLimits,
     ToolJobResult,
 )
 from kelpie.sandbox._uids import UidsExhausted
+from kelpie.sandbox._workspace import SANDBOX_WORKSPACE_DIR
 
 WORKER_START_TIMEOUT_S: Final = 30.0
 # After the worker is gone, how long its output pipes may take to close.
@@ -61,18 +65,27 @@ class WorkerProcess:
         *,
         network: bool = False,
         pip_target: Path | None = None,
+        workspace: Callable[[int | None], Path] | None = None,
         tmp_bytes: int = SANDBOX_TMP_BYTES_MAX,
     ) -> None:
         self._plan = plan
         self._threads = threads
         self.network = network
         self._pip_target = pip_target
+        # Readies the agent's workspace for the worker's uid (blocking: run in a thread).
+        self._prepare_workspace = workspace
+        self._workspace: Path | None = None
         self._tmp_bytes = tmp_bytes
         self._uid: int | None = None
         self._cgroup: WorkerCgroup | None = None
         self._process: _child.Child | None = None
         self._channel: socket.socket | None = None
         self._closed = False
+
+    @property
+    def uid(self) -> int | None:
+        """The host uid the worker runs as (None: the server's own, which is not root)."""
+        return self._uid
 
     @property
     def pid(self) -> int | None:
@@ -108,6 +121,11 @@ class WorkerProcess:
         uid = os.getuid() if self._uid is None else self._uid
         if self._pip_target is not None and self._uid is not None:
             os.chown(self._pip_target, self._uid, self._uid)
+        if self._prepare_workspace is not None:
+            loop = asyncio.get_running_loop()
+            self._workspace = await loop.run_in_executor(
+                self._threads, self._prepare_workspace, self._uid
+            )
         passwd, group = _bwrap.passwd_lines(uid)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.setblocking(False)
@@ -123,11 +141,13 @@ class WorkerProcess:
             worker_args.append("--network")
         if self._pip_target is not None:
             worker_args += ["--write", _bwrap.SANDBOX_PIP_TARGET_DIR]
+        if self._workspace is not None:
+            worker_args += ["--write", SANDBOX_WORKSPACE_DIR, "--cwd", SANDBOX_WORKSPACE_DIR]
         launch = _bwrap.Launch(
             uid=self._uid,
             holder_pid=plan.stage.holder_pid,
             cgroup_procs=[] if self._cgroup is None else self._cgroup.procs_files,
-            binds=plan.binds(pip_target=self._pip_target),
+            binds=plan.binds(pip_target=self._pip_target, workspace=self._workspace),
             network=self.network,
             tmp_bytes=self._tmp_bytes,
             python=plan.python,
@@ -162,8 +182,11 @@ class WorkerProcess:
                 os.close(fd)
             theirs.close()
 
-    async def run(self, payload: dict[str, Any], limits: SandboxLimits) -> ToolJobResult:
-        """Hands the worker its job (JSON) and waits for the end, a limit or the timeout."""
+    async def run(
+        self, payload: dict[str, Any], limits: SandboxLimits, calls: HostCalls | None = None
+    ) -> ToolJobResult:
+        """Hands the worker its job and waits for the end, a limit or the timeout; the tool
+        calls its code makes on the way are answered by `calls`."""
         assert self._process is not None, "worker not started"
         assert self._channel is not None
         process, channel = self._process, self._channel
@@ -176,17 +199,18 @@ class WorkerProcess:
         stdout = asyncio.create_task(self._read(process.stdout, "stdout", limits, overflow))
         stderr = asyncio.create_task(self._read(process.stderr, "stderr", limits, overflow))
         loop = asyncio.get_running_loop()
-        reply = b""
-        timed_out = False
+        reply: dict[str, Any] | None = None
+        failure: str | None = None
         try:
             async with asyncio.timeout(limits.timeout_s):
-                await loop.sock_sendall(channel, json.dumps(payload).encode())
-                channel.shutdown(socket.SHUT_WR)
-                reply = await self._read_reply(channel)
-                if not reply:
+                await loop.sock_sendall(channel, _frames.encode(json.dumps(payload).encode()))
+                reply = await self._converse(channel, calls)
+                if reply is None:
                     await process.wait()
         except TimeoutError:
-            timed_out = True
+            failure = f"Tool timed out after {limits.timeout_s:.1f} s"
+        except _frames.FrameTooLarge:
+            failure = f"Tool returned more than {SANDBOX_RESULT_BYTES_MAX // MIB} MiB"
         except OSError:
             pass  # the worker died before it read its job: its exit status says why
         # With its reply sent the worker has nothing left to do: end it and its strays now.
@@ -200,11 +224,11 @@ class WorkerProcess:
             out, err = b"", b""
         text_out = out.decode(errors="replace")
         text_err = err.decode(errors="replace")
-        if timed_out:
-            failure = f"Tool timed out after {limits.timeout_s:.1f} s"
+        if failure is not None:
+            pass
         elif overflow:
             failure = f"Tool printed more than {_size(limits.output_bytes)} to {overflow[0]}"
-        elif reply:
+        elif reply is not None:
             return self._result(reply, limits, text_out, text_err)
         else:
             await process.wait()
@@ -214,12 +238,35 @@ class WorkerProcess:
                 failure = _exit_error(process.returncode)
         return ToolJobResult(status="error", stdout=text_out, stderr=text_err, error=failure)
 
-    def _result(self, reply: bytes, limits: SandboxLimits, out: str, err: str) -> ToolJobResult:
-        try:
-            answer = json.loads(reply)
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict) or answer.get("status") not in ("success", "error"):
+    async def _converse(
+        self, channel: socket.socket, calls: HostCalls | None
+    ) -> dict[str, Any] | None:
+        """Answers the worker's tool calls until its result arrives (None: it never came)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            body = await _receive_frame(channel)
+            if body is None:
+                return None
+            try:
+                message = json.loads(body)
+            except ValueError:
+                message = None
+            if not isinstance(message, dict):
+                return {"status": "error", "error": "Tool sent an unreadable reply"}
+            if "call" not in message:
+                # The worker closes the channel right after its result and then exits:
+                # wait for that, so it ends by itself rather than under our kill.
+                await loop.sock_recv(channel, 1)
+                result = message.get("result")
+                return result if isinstance(result, dict) else {}
+            answer = await _answer(message, calls)
+            body = json.dumps({"ok": answer.ok, "value": answer.value}, default=str).encode()
+            await loop.sock_sendall(channel, _frames.encode(body))
+
+    def _result(
+        self, answer: dict[str, Any], limits: SandboxLimits, out: str, err: str
+    ) -> ToolJobResult:
+        if answer.get("status") not in ("success", "error"):
             return ToolJobResult(
                 status="error", stdout=out, stderr=err, error="Tool sent an unreadable reply"
             )
@@ -233,6 +280,7 @@ class WorkerProcess:
             stderr=err,
             agent_state=answer.get("agent_state"),
             error=None if answer["status"] == "success" else str(error),
+            traceback=answer.get("traceback"),
         )
 
     def _rlimits(self, limits: SandboxLimits) -> dict[str, tuple[int, int]]:
@@ -265,20 +313,6 @@ class WorkerProcess:
             if size > limits.output_bytes and name not in overflow:
                 overflow.append(name)
                 self._kill()
-        return b"".join(chunks)
-
-    async def _read_reply(self, channel: socket.socket) -> bytes:
-        loop = asyncio.get_running_loop()
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await loop.sock_recv(channel, _CHUNK_BYTES):
-            size += len(chunk)
-            if size > SANDBOX_RESULT_BYTES_MAX:
-                self._kill()
-                return b'{"status": "error", "error": "Tool returned more than %d MiB"}' % (
-                    SANDBOX_RESULT_BYTES_MAX // MIB
-                )
-            chunks.append(chunk)
         return b"".join(chunks)
 
     async def _stderr_after_kill(self) -> str:
@@ -350,6 +384,35 @@ class WorkerProcess:
                 return True
             time.sleep(CLEANUP_POLL_INTERVAL_S)
         return False
+
+
+async def _receive_frame(channel: socket.socket) -> bytes | None:
+    """One message from the worker; None when it closed the channel (or died) first."""
+    header = await _receive_exactly(channel, _frames.HEADER_BYTES)
+    if header is None:
+        return None
+    return await _receive_exactly(channel, _frames.body_length(header, SANDBOX_RESULT_BYTES_MAX))
+
+
+async def _receive_exactly(channel: socket.socket, n_bytes: int) -> bytes | None:
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    while n_bytes:
+        chunk = await loop.sock_recv(channel, min(n_bytes, _CHUNK_BYTES))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n_bytes -= len(chunk)
+    return b"".join(chunks)
+
+
+async def _answer(message: dict[str, Any], calls: HostCalls | None) -> HostCallAnswer:
+    name, arguments = message.get("call"), message.get("arguments")
+    if calls is None:
+        return HostCallAnswer(ok=False, value="No tools can be called from this code")
+    if not isinstance(name, str) or not isinstance(arguments, dict):
+        return HostCallAnswer(ok=False, value="A tool call needs a name and keyword arguments")
+    return await calls(name, arguments)
 
 
 def _data_pipe(data: bytes) -> int:

@@ -37,6 +37,7 @@ from kelpie.schemas._base import (
 )
 from kelpie.schemas._block_history import (
     BLOCK_HISTORY_ENTRIES_MAX,
+    BLOCK_HISTORY_SEQ_MAX,
     BlockChangeSource,
     BlockHistoryEntry,
     BlockVersion,
@@ -77,6 +78,7 @@ from kelpie.schemas._ids import (
     id_pattern,
     is_valid_id,
 )
+from kelpie.schemas._json import JsonRejected, decode_json
 from kelpie.schemas._mcp_servers import (
     MCP_METADATA_KEY,
     MCP_TOOL_TAG_PREFIX,
@@ -86,6 +88,7 @@ from kelpie.schemas._mcp_servers import (
     McpServerType,
     McpServerUpdate,
     McpToolRunRequest,
+    StdioSandbox,
 )
 from kelpie.schemas._messages import (
     MAX_STEPS_DEFAULT,
@@ -165,6 +168,7 @@ from kelpie.schemas._working_memory import (
     working_memory_ttl_error,
     working_memory_value_json,
 )
+from kelpie.schemas._workspace import WorkspaceFileEntry, WorkspaceListing
 
 __all__ = [
     "AGENT_PREFIX",
@@ -173,6 +177,7 @@ __all__ = [
     "ARCHIVE_NAME_CHARS_MAX",
     "ARCHIVE_PREFIX",
     "BLOCK_HISTORY_ENTRIES_MAX",
+    "BLOCK_HISTORY_SEQ_MAX",
     "BLOCK_LIMIT_CHARS_DEFAULT",
     "BLOCK_PREFIX",
     "BLOCK_VALUE_CHARS_MAX",
@@ -244,6 +249,7 @@ __all__ = [
     "EmbeddingModel",
     "ImportedAgents",
     "InputMessage",
+    "JsonRejected",
     "LettaMessage",
     "LettaMessageType",
     "LettaRequest",
@@ -275,6 +281,7 @@ __all__ = [
     "RunStatus",
     "SearchMode",
     "Secret",
+    "StdioSandbox",
     "Step",
     "StopReason",
     "StopReasonOut",
@@ -296,8 +303,11 @@ __all__ = [
     "UsageStatistics",
     "WorkingMemoryEntry",
     "WorkingMemorySet",
+    "WorkspaceFileEntry",
+    "WorkspaceListing",
     "block_version",
     "datetime_from_us",
+    "decode_json",
     "describe_validation_errors",
     "id_pattern",
     "is_valid_id",

@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 from pydantic import ConfigDict, Field
 
 from kelpie.schemas._agents import AgentCreate
-from kelpie.schemas._base import RequestModel, ResponseModel
+from kelpie.schemas._base import Identifier, RequestModel, ResponseModel
 from kelpie.schemas._blocks import BLOCK_LABEL_CHARS_MAX, BLOCK_VALUE_CHARS_MAX
 from kelpie.schemas._tools import (
     RETURN_CHAR_LIMIT_DEFAULT,
@@ -122,7 +122,7 @@ class AgentFileBlock(_FileModel):
     id: str = Field(min_length=1)
     value: str = Field(max_length=BLOCK_VALUE_CHARS_MAX)
     limit: int | None = Field(default=None, ge=1, le=BLOCK_VALUE_CHARS_MAX)
-    label: str = Field(min_length=1, max_length=BLOCK_LABEL_CHARS_MAX)
+    label: Identifier = Field(min_length=1, max_length=BLOCK_LABEL_CHARS_MAX)
     description: str | None = None
     read_only: bool = False
     metadata: dict[str, Any] | None = None

@@ -3,11 +3,11 @@
 import datetime as dt
 from typing import Any, Final, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from kelpie.schemas._base import RequestModel, ResponseModel
+from kelpie.schemas._base import Identifier, RequestModel, ResponseModel
 from kelpie.schemas._blocks import Block, BlockCreate
-from kelpie.schemas._models import EmbeddingConfig, LlmConfig
+from kelpie.schemas._models import CONTEXT_WINDOW_TOKENS_MAX, EmbeddingConfig, LlmConfig
 from kelpie.schemas._tools import Tool, ToolRule
 
 AGENT_NAME_CHARS_MAX: Final = 200
@@ -115,7 +115,7 @@ class AgentState(AgentConfig):
 class AgentFields(RequestModel):
     """Fields shared by agent create and update requests."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=AGENT_NAME_CHARS_MAX)
+    name: Identifier | None = Field(default=None, min_length=1, max_length=AGENT_NAME_CHARS_MAX)
     system: str | None = Field(default=None, max_length=AGENT_SYSTEM_CHARS_MAX)
     description: str | None = None
     metadata: dict[str, Any] | None = None
@@ -125,13 +125,13 @@ class AgentFields(RequestModel):
     embedding_config: EmbeddingConfig | None = None
     model_settings: dict[str, Any] | None = None
     compaction_settings: dict[str, Any] | None = None
-    context_window_limit: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    context_window_limit: int | None = Field(default=None, ge=1, le=CONTEXT_WINDOW_TOKENS_MAX)
+    max_tokens: int | None = Field(default=None, ge=1, le=CONTEXT_WINDOW_TOKENS_MAX)
     parallel_tool_calls: bool | None = None
     tool_ids: list[str] | None = Field(default=None, max_length=AGENT_ATTACHMENTS_MAX)
     block_ids: list[str] | None = Field(default=None, max_length=AGENT_ATTACHMENTS_MAX)
     tool_rules: list[ToolRule] | None = None
-    tags: list[str] | None = Field(default=None, max_length=AGENT_TAGS_MAX)
+    tags: list[Identifier] | None = Field(default=None, max_length=AGENT_TAGS_MAX)
     enable_sleeptime: bool | None = None
     hidden: bool | None = None
     timezone: str | None = None
@@ -145,6 +145,15 @@ class AgentFields(RequestModel):
     project_id: str | None = None
     template_id: str | None = None
     base_template_id: str | None = None
+
+    @field_validator("llm_config")
+    @classmethod
+    def _window_within_bound(cls, value: LlmConfig | None) -> LlmConfig | None:
+        if value is not None and not 1 <= value.context_window <= CONTEXT_WINDOW_TOKENS_MAX:
+            raise ValueError(
+                f"context_window must be between 1 and {CONTEXT_WINDOW_TOKENS_MAX} tokens"
+            )
+        return value
 
 
 class AgentCreate(AgentFields):

@@ -11,6 +11,8 @@ from kelpie.schemas._blocks import Block
 
 # Entries kept per block; when a change would keep more, the oldest is dropped.
 BLOCK_HISTORY_ENTRIES_MAX: Final = 100
+# Sequence numbers are SQLite integers: a path or cursor beyond them is refused (a 4xx).
+BLOCK_HISTORY_SEQ_MAX: Final = 2**63 - 1
 
 BlockChangeSource = Literal["api", "tool", "restore"]
 # Which side of an entry a restore brings back.

@@ -5,7 +5,7 @@ from typing import Any, Final, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from kelpie.schemas._base import RequestModel, ResponseModel
+from kelpie.schemas._base import Identifier, RequestModel, ResponseModel
 
 BLOCK_LIMIT_CHARS_DEFAULT: Final = 100_000
 # Hard ceiling on any block's value and limit, whatever the client asks for.
@@ -62,7 +62,7 @@ class BlockFields(RequestModel):
     description: str | None = None
     read_only: bool | None = None
     metadata: dict[str, Any] | None = None
-    tags: list[str] | None = None
+    tags: list[Identifier] | None = None
     hidden: bool | None = None
     is_template: bool | None = None
     template_name: str | None = None
@@ -75,7 +75,7 @@ class BlockFields(RequestModel):
 
 
 class BlockCreate(BlockFields):
-    label: str = Field(min_length=1, max_length=BLOCK_LABEL_CHARS_MAX)
+    label: Identifier = Field(min_length=1, max_length=BLOCK_LABEL_CHARS_MAX)
     value: str = Field(max_length=BLOCK_VALUE_CHARS_MAX)
 
     _strip = field_validator("value")(_strip_nul)
@@ -89,7 +89,7 @@ class BlockCreate(BlockFields):
 
 
 class BlockUpdate(BlockFields):
-    label: str | None = Field(default=None, min_length=1, max_length=BLOCK_LABEL_CHARS_MAX)
+    label: Identifier | None = Field(default=None, min_length=1, max_length=BLOCK_LABEL_CHARS_MAX)
     value: str | None = Field(default=None, max_length=BLOCK_VALUE_CHARS_MAX)
 
     @field_validator("value")

@@ -7,6 +7,7 @@ from typing import Any, Final
 from pydantic import Field
 
 from kelpie.schemas._base import RequestModel, ResponseModel
+from kelpie.schemas._models import CONTEXT_WINDOW_TOKENS_MAX
 
 CONVERSATION_SUMMARY_CHARS_MAX: Final = 10_000
 CONVERSATION_DESCRIPTION_CHARS_MAX: Final = 10_000
@@ -38,7 +39,7 @@ class ConversationFields(RequestModel):
     description: str | None = Field(default=None, max_length=CONVERSATION_DESCRIPTION_CHARS_MAX)
     model: str | None = None
     model_settings: dict[str, Any] | None = None
-    context_window_limit: int | None = Field(default=None, ge=1)
+    context_window_limit: int | None = Field(default=None, ge=1, le=CONTEXT_WINDOW_TOKENS_MAX)
 
 
 class ConversationCreate(ConversationFields):

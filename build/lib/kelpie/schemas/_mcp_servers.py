@@ -12,6 +12,8 @@ from kelpie.schemas._base import RequestModel, ResponseModel
 
 MCP_SERVER_NAME_CHARS_MAX: Final = 100
 MCP_ARGS_MAX: Final = 256
+MCP_SANDBOX_PATHS_MAX: Final = 64
+MCP_SANDBOX_PATH_CHARS_MAX: Final = 4096
 MCP_TOOL_TAG_PREFIX: Final = "mcp:"
 # Where an MCP tool's Tool record says which server it comes from (a Kelpie key, in the
 # shape Letta's tool metadata uses for MCP).
@@ -26,11 +28,35 @@ def _url_text(value: str) -> str:
     return value
 
 
+def _absolute_paths(paths: list[str]) -> list[str]:
+    for path in paths:
+        if not path.startswith("/") or "\0" in path or len(path) > MCP_SANDBOX_PATH_CHARS_MAX:
+            raise ValueError(f"'{path[:200]}' is not an absolute path")
+    return paths
+
+
+class StdioSandbox(RequestModel):
+    """How a stdio server's sandbox opens up (Kelpie's, not in Letta's shapes): the network
+    (off by default), and host paths it may read, or read and write. The paths must lie in
+    a directory the operator lists in KELPIE_MCP_STDIO_PATHS; inside the sandbox they have
+    the same names as on the host."""
+
+    network: bool = False
+    read_only_paths: list[str] = Field(default_factory=list, max_length=MCP_SANDBOX_PATHS_MAX)
+    read_write_paths: list[str] = Field(default_factory=list, max_length=MCP_SANDBOX_PATHS_MAX)
+
+    @field_validator("read_only_paths", "read_write_paths")
+    @classmethod
+    def _are_absolute(cls, value: list[str]) -> list[str]:
+        return _absolute_paths(value)
+
+
 class StdioConfig(RequestModel):
     mcp_server_type: Literal["stdio"] = "stdio"
     command: str = Field(min_length=1)
     args: list[str] = Field(default_factory=list, max_length=MCP_ARGS_MAX)
     env: dict[str, str] | None = None
+    sandbox: StdioSandbox | None = None
 
 
 class RemoteConfig(RequestModel):
@@ -70,6 +96,7 @@ class StdioConfigUpdate(RequestModel):
     command: str | None = Field(default=None, min_length=1)
     args: list[str] | None = Field(default=None, max_length=MCP_ARGS_MAX)
     env: dict[str, str] | None = None
+    sandbox: StdioSandbox | None = None  # replaces the server's whole sandbox setting
 
 
 class RemoteConfigUpdate(RequestModel):
@@ -114,6 +141,7 @@ class McpServer(ResponseModel):
     command: str | None = None
     args: list[str] | None = None
     env: dict[str, str] | None = None
+    sandbox: StdioSandbox | None = None
     server_url: str | None = None
     auth_header: str | None = None
     auth_token: str | None = None
@@ -122,16 +150,20 @@ class McpServer(ResponseModel):
     updated_at: dt.datetime | None = None
 
     def letta_shape(self) -> dict[str, Any]:
-        """The fields of this server's transport only (what Letta answers)."""
+        """The fields of this server's transport only (what Letta answers), and Kelpie's
+        `sandbox` setting of a stdio server that has one."""
         common = {"id": self.id, "server_name": self.server_name}
         if self.mcp_server_type == "stdio":
-            return {
+            shape = {
                 **common,
                 "mcp_server_type": "stdio",
                 "command": self.command,
                 "args": self.args or [],
                 "env": self.env,
             }
+            if self.sandbox is not None:
+                shape["sandbox"] = self.sandbox.model_dump()
+            return shape
         return {
             **common,
             "mcp_server_type": self.mcp_server_type,
@@ -150,6 +182,7 @@ class DeclaredStdioServer(RequestModel):
     command: str = Field(min_length=1)
     args: list[str] = Field(default_factory=list, max_length=MCP_ARGS_MAX)
     env: dict[str, str] | None = None
+    sandbox: StdioSandbox | None = None
 
 
 class DeclaredRemoteServer(RequestModel):
@@ -167,7 +200,8 @@ class DeclaredRemoteServer(RequestModel):
 class McpServersFile(RequestModel):
     """MCP servers declared in a file read at start-up, in the shape MCP clients use
     (Claude Desktop, Cursor): `{"mcpServers": {"<name>": {"command": ..., "args": [...],
-    "env": {...}} | {"url": ..., "type": "sse" | "streamable_http", "headers": {...}}}}`."""
+    "env": {...}} | {"url": ..., "type": "sse" | "streamable_http", "headers": {...}}}}`.
+    A stdio server may also carry Kelpie's `"sandbox": {...}` (see StdioSandbox)."""
 
     mcpServers: dict[
         Annotated[str, Field(max_length=MCP_SERVER_NAME_CHARS_MAX, pattern=_NAME_PATTERN)],
@@ -180,7 +214,12 @@ class McpServersFile(RequestModel):
         for name, declared in sorted(self.mcpServers.items()):
             config: StdioConfig | SseConfig | StreamableHttpConfig
             if isinstance(declared, DeclaredStdioServer):
-                config = StdioConfig(command=declared.command, args=declared.args, env=declared.env)
+                config = StdioConfig(
+                    command=declared.command,
+                    args=declared.args,
+                    env=declared.env,
+                    sandbox=declared.sandbox,
+                )
             elif declared.type == "sse":
                 config = SseConfig(server_url=declared.url, custom_headers=declared.headers)
             else:

@@ -5,6 +5,9 @@ from typing import Final
 from kelpie.schemas._base import ResponseModel
 
 EMBEDDING_CHUNK_SIZE_DEFAULT: Final = 300
+# The largest context window a request may set (Letta sets none; 10M tokens is beyond
+# every model's, and keeps token arithmetic and stored values sane).
+CONTEXT_WINDOW_TOKENS_MAX: Final = 10_000_000
 
 
 class LlmConfig(ResponseModel):

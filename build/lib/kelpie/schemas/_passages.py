@@ -6,7 +6,7 @@ from typing import Any, Final, Literal
 
 from pydantic import Field
 
-from kelpie.schemas._base import RequestModel, ResponseModel
+from kelpie.schemas._base import Identifier, RequestModel, ResponseModel
 from kelpie.schemas._models import EmbeddingConfig
 
 PASSAGE_TEXT_CHARS_MAX: Final = 1_000_000
@@ -45,20 +45,20 @@ class Archive(ResponseModel):
 
 
 class ArchiveCreate(RequestModel):
-    name: str = Field(min_length=1, max_length=ARCHIVE_NAME_CHARS_MAX)
+    name: Identifier = Field(min_length=1, max_length=ARCHIVE_NAME_CHARS_MAX)
     description: str | None = None
     embedding: str | None = None
     embedding_config: EmbeddingConfig | None = None
 
 
 class ArchiveUpdate(RequestModel):
-    name: str | None = Field(default=None, min_length=1, max_length=ARCHIVE_NAME_CHARS_MAX)
+    name: Identifier | None = Field(default=None, min_length=1, max_length=ARCHIVE_NAME_CHARS_MAX)
     description: str | None = None
 
 
 class PassageCreate(RequestModel):
     text: str = Field(min_length=1, max_length=PASSAGE_TEXT_CHARS_MAX)
-    tags: list[str] | None = Field(default=None, max_length=PASSAGE_TAGS_MAX)
+    tags: list[Identifier] | None = Field(default=None, max_length=PASSAGE_TAGS_MAX)
     metadata: dict[str, Any] | None = None
     created_at: dt.datetime | None = None
 

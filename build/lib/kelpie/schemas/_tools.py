@@ -5,7 +5,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field
 
-from kelpie.schemas._base import RequestModel, ResponseModel
+from kelpie.schemas._base import Identifier, RequestModel, ResponseModel
 
 RETURN_CHAR_LIMIT_DEFAULT: Final = 50_000
 RETURN_CHAR_LIMIT_MAX: Final = 1_000_000
@@ -65,7 +65,7 @@ class ToolFields(RequestModel):
     json_schema: dict[str, Any] | None = None
     args_json_schema: dict[str, Any] | None = None
     source_type: Literal["python", "typescript"] | None = None
-    tags: list[str] | None = None
+    tags: list[Identifier] | None = None
     return_char_limit: int | None = Field(default=None, ge=1, le=RETURN_CHAR_LIMIT_MAX)
     pip_requirements: list[PipRequirement] | None = None
     npm_requirements: list[NpmRequirement] | None = None

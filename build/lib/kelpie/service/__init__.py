@@ -19,8 +19,10 @@ from kelpie.service._threads import AwaitingApproval
 from kelpie.service._tool_runs import ToolRunService
 from kelpie.service._tools import ToolService
 from kelpie.service._working_memory import WorkingMemoryService
+from kelpie.service._workspaces import WORKSPACE_UPLOAD_BYTES_MAX, WorkspaceService
 
 __all__ = [
+    "WORKSPACE_UPLOAD_BYTES_MAX",
     "AgentExporter",
     "AgentImporter",
     "AgentService",
@@ -41,6 +43,7 @@ __all__ = [
     "ToolRunService",
     "ToolService",
     "WorkingMemoryService",
+    "WorkspaceService",
     "prepare",
     "thread_of",
 ]

@@ -9,7 +9,6 @@ file are not imported: Kelpie has none of those yet.
 
 import contextlib
 import dataclasses
-import json
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, TypeVar
 
@@ -30,6 +29,7 @@ from kelpie.schemas import (
     Message,
     Tool,
     datetime_from_us,
+    decode_json,
     describe_validation_errors,
     us_from_datetime,
 )
@@ -80,9 +80,9 @@ class ImportOptions:
 def parse_agent_file(data: bytes) -> AgentFile:
     """The file, checked field by field (422), or a 400 for what is not an agent file."""
     try:
-        parsed = json.loads(data)
+        parsed = decode_json(data)
         if isinstance(parsed, str):  # some published files are JSON-encoded twice
-            parsed = json.loads(parsed)
+            parsed = decode_json(parsed)
     except ValueError as error:  # UnicodeDecodeError is one too
         raise InvalidInput(f"Corrupted agent file format: {error}") from error
     if not isinstance(parsed, dict) or not isinstance(parsed.get("agents"), list):
@@ -99,7 +99,7 @@ def _secrets(text: str | None) -> dict[str, str]:
     if text is None:
         return {}
     try:
-        values = json.loads(text)
+        values = decode_json(text)
     except ValueError:
         values = None
     if not isinstance(values, dict):

@@ -338,8 +338,10 @@ class AgentService:
     async def delete(self, agent_id: str) -> None:
         if not await self._env.store.delete_agent(agent_id):
             raise NotFound(f"Agent {agent_id} not found")
-        # The agent's own archive goes with it; archives attached to it stay.
+        # The agent's own archive and workspace go with it; archives attached to it stay.
         await self._env.store.delete_archive(archive_id_of(agent_id))
+        await self._env.sandbox.sessions.discard(agent_id)
+        self._env.sandbox.workspaces.remove(agent_id)
 
     # Core memory ----------------------------------------------------------------------
 

@@ -89,7 +89,8 @@ class McpServerService:
             await self.create(request)
             return "created"
         wanted = request.config.model_dump()
-        if all(getattr(existing, key) == value for key, value in wanted.items()):
+        current = existing.model_dump()
+        if all(current.get(key) == value for key, value in wanted.items()):
             return "unchanged"
         if existing.mcp_server_type != request.config.mcp_server_type:
             await self.delete(existing.id)

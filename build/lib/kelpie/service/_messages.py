@@ -27,7 +27,7 @@ from kelpie.agent import (
 )
 from kelpie.env import Env
 from kelpie.errors import Conflict, InvalidInput, NotFound, Unavailable
-from kelpie.llm import LlmClient, LlmProviderFailed, ToolSpec
+from kelpie.llm import LlmClient, LlmProviderFailed, MeteredLlm, ToolSpec
 from kelpie.memory import MemorySearch, archive_id_of
 from kelpie.runtime import AgentRuntime
 from kelpie.schemas import (
@@ -252,11 +252,18 @@ class MessageService:
 
     def _client_for(self, llm_config: LlmConfig) -> LlmClient:
         try:
-            return self._env.llm.client_for(llm_config)
+            client = self._env.llm.client_for(llm_config)
         except LlmProviderFailed as error:
             if error.retryable:
                 raise
             raise InvalidInput(f"The agent's model cannot be used: {error.detail}") from error
+        return MeteredLlm(
+            client,
+            self._env.metrics,
+            self._env.clock,
+            provider=llm_config.model_endpoint_type,
+            model=llm_config.model,
+        )
 
     async def _fail_run(
         self, run: Run, error: BaseException, stream: LiveStream | StoredStream | None

@@ -72,7 +72,9 @@ class ToolRunService:
             )
         state = agent_state_json(agent, agent.blocks)
         secrets = {secret.key: secret.value or "" for secret in agent.secrets}
-        job = self._runner.job(tool, args, secrets, state)
+        workspaces = self._env.sandbox.workspaces
+        workspace = agent_id if workspaces.exists(agent_id) else None
+        job = self._runner.job(tool, args, secrets, state, workspace=workspace)
         if isinstance(job, str):
             return _failed(job)
         result = await self._env.sandbox.run(job)

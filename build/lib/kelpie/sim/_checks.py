@@ -115,6 +115,7 @@ def check_journal(block: BlockModel, value: str) -> None:
     """The journal holds exactly the tokens of committed turns, each once."""
     what = f"journal {block.id}"
     tokens = [line for line in value.split("\n") if line]
+    check_code_lines(what, block, tokens)
     require(len(tokens) == len(set(tokens)), f"{what}: a token recorded twice: {tokens}")
     present = set(tokens)
     lost = block.tokens_certain - present
@@ -125,3 +126,30 @@ def check_journal(block: BlockModel, value: str) -> None:
     if settling():
         block.tokens_certain = present
         block.tokens_maybe.clear()
+
+
+def check_code_lines(what: str, block: BlockModel, lines: list[str]) -> None:
+    """What each code call of the journal's turns left: a prefix of its tokens (the calls
+    its code got to make before any crash), each once, in order, one after the other (one
+    step wrote them); all of them once it returned success in an acknowledged turn."""
+    at: dict[str, list[int]] = {}
+    for index, line in enumerate(lines):
+        at.setdefault(line, []).append(index)
+    for call_id, call in block.code_calls.items():
+        left = [line for line in lines if line in call.tokens]
+        twice = sorted({line for line in left if len(at[line]) > 1})
+        require(not twice, f"{what}: code call {call_id} committed {twice} more than once: {left}")
+        positions = [at[line][0] if line in at else None for line in call.tokens]
+        reached = len(left)
+        first = positions[0]
+        expected = [] if first is None else list(range(first, first + reached))
+        require(
+            positions[:reached] == expected,
+            f"{what}: code call {call_id} left {left} of {list(call.tokens)}: not a prefix"
+            " of its lines, in order, one after the other",
+        )
+        require(
+            call.status != "success" or reached == len(call.tokens),
+            f"{what}: code call {call_id} returned success but left only {left} of"
+            f" {list(call.tokens)}",
+        )

@@ -8,6 +8,7 @@ from typing import Final, NoReturn, final
 
 from kelpie.env import Entropy
 from kelpie.llm import (
+    ChatMessage,
     LlmProviderFailed,
     LlmRateLimited,
     LlmRequest,
@@ -71,6 +72,11 @@ CUSTOM_TOOL_PREFIX: Final = "tool_"
 MCP_MARK: Final = "mcp:"
 MCP_TOOL_PREFIX: Final = "mcp_"
 MCP_CALL_ID_PREFIX: Final = "mcp-"
+# How many tokens a workload message asks the model to append to the journal from code
+# ("code:3"): then the turn's first step is one run_code_with_tools call doing just that.
+CODE_MARK: Final = "code:"
+CODE_TOOL: Final = "run_code_with_tools"
+CODE_CALL_ID_PREFIX: Final = "code-"
 
 
 def token_key_call_id(token: str) -> str:
@@ -97,6 +103,31 @@ def custom_return(token: str, index: int) -> str:
 def custom_calls(text: str | None) -> int:
     """How many custom calls a workload message asks for."""
     return _count(text, CALLS_MARK)
+
+
+def code_tokens(token: str, count: int) -> tuple[str, ...]:
+    """The journal lines a turn's code appends, in the order it appends them."""
+    return tuple(f"{token}k{index}" for index in range(count))
+
+
+def code_call_id(token: str) -> str:
+    """The id of a turn's run_code_with_tools call (each tool call its code makes runs
+    under it, so the journal's history names it for each of those lines)."""
+    return f"{CODE_CALL_ID_PREFIX}{token}"
+
+
+def code_source(tokens: tuple[str, ...]) -> str:
+    """The snippet of a code step: appends each token to the journal, in a loop. It does
+    not look at what the tool returns (the simulated sandbox records the calls first)."""
+    return (
+        f"for line in {list(tokens)!r}:\n"
+        f'    memory_insert(label="{JOURNAL_LABEL}", new_string=line, insert_line=-1)\n'
+    )
+
+
+def code_calls(text: str | None) -> int:
+    """How many tokens a workload message asks to append from code."""
+    return _count(text, CODE_MARK)
 
 
 def mcp_calls(text: str | None) -> int:
@@ -141,8 +172,10 @@ class SimModel:
     working_memory_set of `token.<token>` in the same answer (so one step writes both),
     then as many calls of the agent's custom tools as the message asks for (taking its
     tools in name order, round the list: one tool asked twice is called twice in the step),
-    and as many calls of its MCP tools (likewise);
-    after a tool return it replies. Faults from the plan are injected on top (errors
+    and as many calls of its MCP tools (likewise). Asked for code (`code:k`, an agent with
+    run_code_with_tools), it first makes one run_code_with_tools call alone, whose snippet
+    appends k tokens to the journal, and answers its return with the calls above; after
+    any other tool return it replies. Faults from the plan are injected on top (errors
     raised, output malformed or emptied)."""
 
     def __init__(self, faults: LlmFaultInjector) -> None:
@@ -174,6 +207,16 @@ class SimModel:
         last = request.messages[-1]
         token = journal_token(last.content) if last.role == "user" else None
         tools = {tool.name for tool in request.tools}
+        code = code_calls(last.content) if token is not None else 0
+        if token is not None and code and {CODE_TOOL, "memory_insert"} <= tools:
+            arguments = json.dumps({"code": code_source(code_tokens(token, code))})
+            call = ToolCall(id=code_call_id(token), name=CODE_TOOL, arguments=arguments)
+            return LlmResponse(
+                content=None, tool_calls=(call,), finish_reason="tool_calls", usage=usage
+            )
+        if last.role == "tool":
+            # The code step's return: the turn goes on with the user's message's calls.
+            last, token = _after_code_step(request.messages)
         if token is not None and "memory_insert" in tools:
             arguments = json.dumps({"label": JOURNAL_LABEL, "new_string": token, "insert_line": -1})
             calls = [ToolCall(id=f"call-{token}", name="memory_insert", arguments=arguments)]
@@ -209,3 +252,18 @@ class SimModel:
             )
         reply = "noted" if last.role == "tool" else "ok"
         return LlmResponse(content=reply, tool_calls=(), finish_reason="stop", usage=usage)
+
+
+def _after_code_step(messages: tuple[ChatMessage, ...]) -> tuple[ChatMessage, str | None]:
+    """After a tool return: the user's message of the turn, and its token, when the return
+    is that of the turn's code step (else the return itself, and no token)."""
+    last = messages[-1]
+    if not (last.tool_call_id or "").startswith(CODE_CALL_ID_PREFIX):
+        return last, None
+    for message in reversed(messages):
+        if message.role == "user":
+            token = journal_token(message.content)
+            if token is not None and last.tool_call_id == code_call_id(token):
+                return message, token
+            break
+    return last, None

@@ -31,10 +31,12 @@ explicitly (`contextlib.aclosing`) when their clean-up has effects.
 
 import asyncio
 import collections
+import re
 import selectors
 import weakref
 from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping
 from contextvars import Context
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, final
 
 from kelpie.env import Entropy
@@ -52,8 +54,13 @@ SIM_TEARDOWN_ITERATIONS_MAX: Final = 100_000
 SIM_TEARDOWN_VIRTUAL_TIME_S: Final = 3600.0
 # Fixed, rather than the host monotonic clock's, so timers fire alike on every platform.
 SIM_CLOCK_RESOLUTION_S: Final = 1e-9
-# How many pending tasks a deadlock message lists.
+# How many pending tasks a deadlock or limit message lists.
 SIM_DEADLOCK_TASKS_LISTED_MAX: Final = 20
+# How deep into a task's chain of awaits a description of it goes, and how much of a long
+# chain it shows: the outermost steps (who) and the innermost (where it waits).
+SIM_AWAIT_CHAIN_DEPTH_MAX: Final = 1000
+SIM_AWAIT_CHAIN_OUTER_SHOWN: Final = 4
+SIM_AWAIT_CHAIN_INNER_SHOWN: Final = 12
 
 _SEAM_HINT: Final = "effects must go through the Env seam (kelpie.env.Env), not the event loop"
 
@@ -223,7 +230,7 @@ class SimEventLoop(asyncio.SelectorEventLoop):
         if self.iterations > self._iterations_max:
             raise SimLimitExceeded(
                 f"the simulation ran {self._iterations_max} loop iterations "
-                f"(at virtual time {self._time_s:.6f} s): a busy loop?"
+                f"(at virtual time {self._time_s:.6f} s): a busy loop?\n" + self.describe_pending()
             )
         if self.shuffle:
             self._permute_ready()
@@ -254,18 +261,24 @@ class SimEventLoop(asyncio.SelectorEventLoop):
         if target_s > self._virtual_time_s_max:
             raise SimLimitExceeded(
                 f"the simulation passed {self._virtual_time_s_max} s of virtual time "
-                f"(next timer at {target_s:.6f} s): a timer that re-arms forever?"
+                f"(next timer at {target_s:.6f} s, after {self.iterations} loop iterations):"
+                " a timer that re-arms forever?\n" + self.describe_pending()
             )
         assert target_s >= self._time_s, "virtual time went backwards"
         self._time_s = target_s
 
     def _describe_deadlock(self) -> str:
-        pending = self.tasks_pending()
-        lines = [
+        return (
             f"deadlock at virtual time {self._time_s:.6f} s: nothing is ready, no timer is "
-            f"set, and {len(pending)} task(s) wait forever"
-        ]
-        lines += [f"  {task!r}" for task in pending[:SIM_DEADLOCK_TASKS_LISTED_MAX]]
+            "set, and every task waits forever\n" + self.describe_pending()
+        )
+
+    def describe_pending(self) -> str:
+        """The tasks not yet done, each as its chain of awaits (outermost first), in creation
+        order; the same on every replay of a seed (no task numbers, no addresses)."""
+        pending = self.tasks_pending()
+        lines = [f"{len(pending)} task(s) pending:"]
+        lines += [f"  {describe_task(task)}" for task in pending[:SIM_DEADLOCK_TASKS_LISTED_MAX]]
         if len(pending) > SIM_DEADLOCK_TASKS_LISTED_MAX:
             lines.append(f"  ... and {len(pending) - SIM_DEADLOCK_TASKS_LISTED_MAX} more")
         return "\n".join(lines)
@@ -314,6 +327,52 @@ class SimEventLoop(asyncio.SelectorEventLoop):
 
     def add_signal_handler(self, *args: object, **kwargs: object) -> NoReturn:
         self._forbid("add_signal_handler (real signals)")
+
+
+_DEFAULT_TASK_NAME: Final = re.compile(r"Task-\d+")
+
+
+def describe_task(task: "asyncio.Task[Any]") -> str:
+    """Where a task waits: each coroutine (or generator) of its chain of awaits with its
+    file and line, then what the innermost one waits on. A task's default name (a
+    process-wide counter) is left out, so the text is the same on every replay."""
+    steps: list[str] = []
+    awaited: object = task.get_coro()
+    while awaited is not None and len(steps) < SIM_AWAIT_CHAIN_DEPTH_MAX:
+        frame = next(
+            (
+                getattr(awaited, attribute)
+                for attribute in ("cr_frame", "gi_frame", "ag_frame")
+                if getattr(awaited, attribute, None) is not None
+            ),
+            None,
+        )
+        name = getattr(awaited, "__qualname__", type(awaited).__name__)
+        if frame is None:
+            steps.append(name)
+            break
+        steps.append(f"{name} ({Path(frame.f_code.co_filename).name}:{frame.f_lineno})")
+        awaited = next(
+            (
+                getattr(awaited, attribute)
+                for attribute in ("cr_await", "gi_yieldfrom", "ag_await")
+                if getattr(awaited, attribute, None) is not None
+            ),
+            None,
+        )
+    if len(steps) > SIM_AWAIT_CHAIN_OUTER_SHOWN + SIM_AWAIT_CHAIN_INNER_SHOWN:
+        hidden = len(steps) - SIM_AWAIT_CHAIN_OUTER_SHOWN - SIM_AWAIT_CHAIN_INNER_SHOWN
+        steps = [
+            *steps[:SIM_AWAIT_CHAIN_OUTER_SHOWN],
+            f"({hidden} more)",
+            *steps[-SIM_AWAIT_CHAIN_INNER_SHOWN:],
+        ]
+    waiter = getattr(task, "_fut_waiter", None)  # private: the future the task waits on
+    if waiter is not None:
+        steps.append(f"waits on a {type(waiter).__name__}")
+    name = task.get_name()
+    prefix = "" if _DEFAULT_TASK_NAME.fullmatch(name) else f"[{name}] "
+    return prefix + " > ".join(steps)
 
 
 def running_sim_loop() -> SimEventLoop:

@@ -150,9 +150,11 @@ def _matches(observed: Sequence[tuple[str, str]], expected: Sequence[HistoryExpe
 
 def check_journal_history(block: BlockModel, entries: Sequence[Any], value: str) -> None:
     """A journal's entries are its turns' memory_insert calls, one token each, in the
-    journal's order, each naming the call that wrote it."""
+    journal's order, each naming the call that wrote it (for the calls a turn's code made,
+    its run_code_with_tools call)."""
     check_history_shape(block, entries, value)
     what = f"history of journal {block.id}"
+    by_code = {line: call_id for call_id, call in block.code_calls.items() for line in call.tokens}
     tokens: list[str] = []
     for entry in entries:
         old = set(entry["old"]["value"].split("\n"))
@@ -160,7 +162,7 @@ def check_journal_history(block: BlockModel, entries: Sequence[Any], value: str)
         require(len(added) == 1, f"{what}: entry {entry['seq']} added {added}")
         require(entry["source"] == "tool", f"{what}: entry {entry['seq']} by {entry['source']}")
         require(
-            entry["tool_call_id"] == f"call-{added[0]}",
+            entry["tool_call_id"] == by_code.get(added[0], f"call-{added[0]}"),
             f"{what}: entry {entry['seq']} names call {entry['tool_call_id']}",
         )
         tokens.append(added[0])

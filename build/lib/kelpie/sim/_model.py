@@ -138,6 +138,19 @@ class AgentModel:
     custom_returns: dict[str, str] = dataclasses.field(default_factory=dict)
     # The names of the MCP tools attached (at creation, or by a refresh with agent_id).
     mcp_tools: Known[tuple[str, ...]] = dataclasses.field(default_factory=lambda: Known(()))
+    # Whether run_code_with_tools is attached (its turns may append tokens from code).
+    code_tools: bool = False
+
+
+@dataclasses.dataclass
+class CodeCallModel:
+    """A turn's run_code_with_tools call, whose code appends `tokens` to the journal in
+    order, one memory_insert each: whatever happens, the journal holds a prefix of them
+    (the calls the code got to make, committed with the step), all of them once the call
+    returned success in an acknowledged turn. `status` is its return's, once known."""
+
+    tokens: tuple[str, ...]
+    status: str | None = None
 
 
 @dataclasses.dataclass
@@ -157,6 +170,8 @@ class BlockModel:
     # Tokens of background runs whose stream was cut short: the run may still be going and
     # commit its token after any read, so no read settles them.
     tokens_pending: set[str] = dataclasses.field(default_factory=set)
+    # The code calls of its turns, by call id (their tokens are journal tokens too).
+    code_calls: dict[str, CodeCallModel] = dataclasses.field(default_factory=dict)
     # Non-journal blocks: the value at creation, and the writes since the last time the
     # history was read (then settled to what it showed; `history_seqs` keeps its seqs
     # with their old and new values, for restores).

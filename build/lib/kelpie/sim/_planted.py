@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, cast, final
 
 from kelpie.mcp import McpServerSpec, McpUnavailable
+from kelpie.sandbox import HostCallAnswer, HostCalls, ToolJob, ToolJobResult
 from kelpie.schemas import Block, BlockHistoryEntry, Passage, Run, RunEvent
 from kelpie.sim._clock import SimClock
 from kelpie.sim._mcp import McpFaultInjector, SimConnection, SimMcp
@@ -174,6 +175,32 @@ def _pool_never_refills(clock: SimClock, faults: SandboxFaultInjector, size: int
 
 
 @final
+class CodeCallTwice(SimSandbox):
+    """Sends the first tool call of each code execution to the host twice (a worker that
+    resends a call whose answer was slow to come, and an answer path that runs it again):
+    the code's first memory edit lands twice in one step."""
+
+    async def run(self, job: ToolJob, calls: HostCalls | None = None) -> ToolJobResult:
+        if calls is None:
+            return await super().run(job)
+        answer = calls
+        sent = 0
+
+        async def resending(name: str, arguments: dict[str, Any]) -> HostCallAnswer:
+            nonlocal sent
+            sent += 1
+            if sent == 1:
+                await answer(name, arguments)
+            return await answer(name, arguments)
+
+        return await super().run(job, resending)
+
+
+def _code_call_twice(clock: SimClock, faults: SandboxFaultInjector, size: int) -> SimSandbox:
+    return CodeCallTwice(clock, faults, pool_size=size)
+
+
+@final
 class McpNeverReconnects(SimMcp):
     """After a server crashed mid-call, never connects to it again: every later call of its
     tools fails, faults or not."""
@@ -216,6 +243,7 @@ PLANTED_SANDBOX_BUGS: Final[
     dict[str, Callable[[SimClock, SandboxFaultInjector, int], SimSandbox]]
 ] = {
     "pool_never_refills": _pool_never_refills,
+    "code_call_twice": _code_call_twice,
 }
 PLANTED_MCP_BUGS: Final[dict[str, Callable[[SimClock, McpFaultInjector], SimMcp]]] = {
     "mcp_never_reconnects": McpNeverReconnects,

@@ -12,7 +12,16 @@ from kelpie.sandbox import TOOL_TIMEOUT_S_MAX
 from kelpie.sim._checks import InvariantBroken, require
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import FaultPlan
-from kelpie.sim._loop import SimError, SimUnhandledError, run_simulation, running_sim_loop
+from kelpie.sim._loop import (
+    SIM_LOOP_ITERATIONS_MAX,
+    SIM_VIRTUAL_TIME_S_MAX,
+    SimDeadlock,
+    SimError,
+    SimLimitExceeded,
+    SimUnhandledError,
+    run_simulation,
+    running_sim_loop,
+)
 from kelpie.sim._sandbox import WORKER_START_S
 from kelpie.sim._server import McpFactory, SandboxFactory, SimServer, StoreWrapper
 from kelpie.sim._workload import Client, Trace, audit
@@ -143,8 +152,13 @@ def run_seed(
     store_wrapper: StoreWrapper | None = None,
     sandbox_factory: SandboxFactory | None = None,
     mcp_factory: McpFactory | None = None,
+    iterations_max: int = SIM_LOOP_ITERATIONS_MAX,
+    virtual_time_s_max: float = SIM_VIRTUAL_TIME_S_MAX,
 ) -> SimResult:
-    """Runs one seed. With no plan given, the seed draws one."""
+    """Runs one seed. With no plan given, the seed draws one. A run that breaks an
+    invariant, deadlocks, passes the loop's iteration or virtual-time budget, or leaves an
+    error nobody handled is a result with a `failure`, not an exception: a sweep goes on
+    and lists the seed."""
     if plan is None:
         plan = FaultPlan.draw(Entropy(seed).fork("plan"))
     trace = Trace()
@@ -166,11 +180,17 @@ def run_seed(
                 ),
                 seed=seed,
                 shuffle=shuffle,
+                iterations_max=iterations_max,
+                virtual_time_s_max=virtual_time_s_max,
             )
         except SimUnhandledError as error:
             # A task of the server failed and nobody heard: a bug, reported like a broken
             # invariant (so a sweep goes on and names the seed).
             failure = f"{type(error).__name__}: {error}"
+        except (SimDeadlock, SimLimitExceeded) as error:
+            # The loop stopped the run (every task waits forever, or it ran past its budget):
+            # the message says where each pending task waited, and the virtual time.
+            failure = f"{type(error).__name__} (seed {seed}): {error}"
     return SimResult(
         seed=seed,
         plan=plan,

@@ -10,11 +10,23 @@ harness checks it at the end of a run). All time is virtual, through the sim clo
 """
 
 import asyncio
+import contextlib
+import io
 import json
+from pathlib import Path
 from typing import Any, Final
 
 from kelpie.env import Clock, Entropy
-from kelpie.sandbox import ToolAgentState, ToolJob, ToolJobResult
+from kelpie.sandbox import (
+    HostCallAnswer,
+    HostCalls,
+    SessionsOff,
+    ToolAgentState,
+    ToolJob,
+    ToolJobResult,
+    ToolStub,
+    Workspaces,
+)
 from kelpie.sim._faults import SANDBOX_FAULTS, SANDBOX_SLOW_START_S_MAX, FaultPlan
 from kelpie.sim._store import current_request
 
@@ -51,11 +63,26 @@ class SandboxFaultInjector:
                 return kind, delay if kind == "sandbox_slow_start" else 0.0
         return None, 0.0
 
+    def crash_point(self, calls: int) -> int:
+        """After how many of an execution's `calls` tool calls its worker crashes."""
+        return int(self._entropy.random() * (calls + 1))
+
 
 class SimSandbox:
-    def __init__(self, clock: Clock, faults: SandboxFaultInjector, *, pool_size: int) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        faults: SandboxFaultInjector,
+        *,
+        pool_size: int,
+        workspace_root: Path = Path("kelpie-sim-workspaces"),
+    ) -> None:
         assert pool_size >= 0, "a pool cannot have fewer than no workers"
         self._clock = clock
+        # Real directories (in the run's data dir): file operations are deterministic.
+        self.workspaces = Workspaces(workspace_root)
+        # Code runs one-shot in the simulation: sessions that keep state are not modelled.
+        self.sessions = SessionsOff("the simulator does not model code sessions")
         self._faults = faults
         self.size = pool_size
         # Every pool worker is warm, busy (running a call) or starting.
@@ -109,7 +136,7 @@ class SimSandbox:
         self.starting -= 1
         self.warm += 1
 
-    async def run(self, job: ToolJob) -> ToolJobResult:
+    async def run(self, job: ToolJob, calls: HostCalls | None = None) -> ToolJobResult:
         pooled = self.warm > 0
         if pooled:
             self.warm -= 1
@@ -122,14 +149,19 @@ class SimSandbox:
             fault, delay = self._faults.draw()
             if fault == "sandbox_slow_start":
                 await self._clock.sleep(delay)
-            if fault == "sandbox_crash":
+            if fault == "sandbox_crash" and job.function_name is not None:
                 return ToolJobResult(status="error", error=CRASH_ERROR, stderr=CRASH_ERROR)
             if fault == "sandbox_timeout":
                 await self._clock.sleep(job.limits.timeout_s)
                 text = timeout_error(job.limits.timeout_s)
                 return ToolJobResult(status="error", error=text, stderr=text)
-            result = _execute(job)
-            lost = False
+            if job.function_name is None:
+                crash = fault == "sandbox_crash"
+                result = await _run_code(job, calls, self._faults if crash else None)
+                lost = crash
+            else:
+                result = _execute(job)
+                lost = False
             return result
         finally:
             self.running -= 1
@@ -144,6 +176,7 @@ class SimSandbox:
 
 
 def _execute(job: ToolJob) -> ToolJobResult:
+    assert job.function_name is not None
     """Runs the tool's function as the production worker does: the model's arguments, and
     `agent_state` given back with the values the function left."""
     namespace: dict[str, Any] = {"__name__": "sim_tool"}
@@ -166,3 +199,47 @@ def _execute(job: ToolJob) -> ToolJobResult:
         func_return=value,
         agent_state=None if state is None else state.to_json(),
     )
+
+
+async def _run_code(
+    job: ToolJob, calls: HostCalls | None, crash: SandboxFaultInjector | None
+) -> ToolJobResult:
+    """Code mode, simulated: the snippet runs with tools that record their calls, then the
+    calls go to the host one by one, as the production worker sends them. So the snippets a
+    workload writes must not depend on what the tools return. With `crash`, the worker dies
+    between two of the calls (or before the first, or after the last)."""
+    recorded: list[tuple[str, dict[str, Any]]] = []
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    for stub in job.tools:
+        namespace[stub.name] = _recorder(stub, recorded)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(job.source_code, "<code>", "exec"), namespace)
+    except Exception as error:
+        text = f"{type(error).__name__}: {error}"
+        return ToolJobResult(status="error", error=text, stderr=text, traceback=text)
+    stop = None if crash is None else crash.crash_point(len(recorded))
+    for done, (name, arguments) in enumerate(recorded):
+        if done == stop:
+            break
+        answer = (
+            HostCallAnswer(False, "No tools can be called from this code")
+            if calls is None
+            else await calls(name, arguments)
+        )
+        if not answer.ok:
+            text = f"ToolError: {answer.value}"
+            return ToolJobResult(
+                status="error", stdout=printed.getvalue(), error=text, traceback=text
+            )
+    if stop is not None:
+        return ToolJobResult(status="error", error=CRASH_ERROR, stderr=CRASH_ERROR)
+    return ToolJobResult(status="success", stdout=printed.getvalue())
+
+
+def _recorder(stub: ToolStub, recorded: list[tuple[str, dict[str, Any]]]) -> Any:
+    def call(*args: Any, **kwargs: Any) -> None:
+        recorded.append((stub.name, {**dict(zip(stub.parameters, args, strict=False)), **kwargs}))
+
+    return call

@@ -19,6 +19,7 @@ from kelpie.api import create_app
 from kelpie.env import Config, Entropy, Env
 from kelpie.llm import ProviderCatalog
 from kelpie.memory import HashingEmbedder
+from kelpie.sandbox import Workspaces
 from kelpie.service import prepare
 from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import FaultPlan
@@ -26,6 +27,7 @@ from kelpie.sim._llm import LlmFaultInjector, SimModel
 from kelpie.sim._mcp import McpFaultInjector, SimMcp
 from kelpie.sim._sandbox import SandboxFaultInjector, SimSandbox
 from kelpie.sim._store import FaultyStore, RequestFaults, SimCrash, current_request
+from kelpie.sim._web import SimWeb
 from kelpie.storage import SqliteStore, Store
 
 SIM_DB_FILE: Final = "sim.db"
@@ -127,6 +129,8 @@ class SimServer:
             embedder=HashingEmbedder(),
             sandbox=self._new_sandbox(config),
             mcp=self._new_mcp(),
+            # Pages and search results derived from the URL or query: no sockets.
+            web=SimWeb(),
         )
         await self._prepare(env)
         app = create_app(env)
@@ -142,6 +146,7 @@ class SimServer:
         self.sandbox = self._sandbox_factory(
             self._clock, self.sandbox_faults, config.sandbox_pool_size
         )
+        self.sandbox.workspaces = Workspaces(config.data_dir / "workspaces")
         return self.sandbox
 
     def _new_mcp(self) -> SimMcp:
@@ -216,7 +221,10 @@ class SimServer:
         if faulty.crashed:
             # The process died while this request was in flight: its answer is lost.
             outcome = Outcome(None, None, outcome.faults)
-            await self._restart_after_crash()
+            # An audit's request is run by the restart itself: waiting here for the server
+            # to be up would wait for this very audit. That restart boots again instead.
+            if not _auditing.get():
+                await self._restart_after_crash()
         return outcome
 
     async def _restart_after_crash(self) -> None:
@@ -225,22 +233,36 @@ class SimServer:
             return
         self._restarting = True
         self._up.clear()
-        self.crashes += 1
-        async with self._idle:
-            await self._idle.wait_for(lambda: self._in_flight == 0)
-        await self.stop()
-        await self._boot()
-        if self.after_restart is not None:
-            plan = self.plan
-            self.set_plan(FaultPlan.none())
-            token = _auditing.set(True)
-            try:
-                await self.after_restart()
-            finally:
-                _auditing.reset(token)
-                self.set_plan(plan)
+        # A new incarnation can die before it is up: its start-up work (the embedding
+        # worker's writes) runs under the plan until the audit switches faults off, and a
+        # store call already drawn keeps the plan it started with. Restart until one
+        # incarnation comes up and passes its audit alive.
+        while True:
+            self.crashes += 1
+            async with self._idle:
+                await self._idle.wait_for(lambda: self._in_flight == 0)
+            await self.stop()
+            await self._boot()
+            if not self._crashed() and self.after_restart is not None:
+                await self._audit(self.after_restart)
+            if not self._crashed():
+                break
         self._restarting = False
         self._up.set()
+
+    def _crashed(self) -> bool:
+        assert self._faulty is not None, "a server booted without a store"
+        return self._faulty.crashed
+
+    async def _audit(self, after_restart: AfterRestart) -> None:
+        plan = self.plan
+        self.set_plan(FaultPlan.none())
+        token = _auditing.set(True)
+        try:
+            await after_restart()
+        finally:
+            _auditing.reset(token)
+            self.set_plan(plan)
 
     async def crash_and_restart(self) -> None:
         """A crash between requests (used before audits)."""

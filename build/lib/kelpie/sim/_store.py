@@ -112,6 +112,7 @@ READ_OPERATIONS: Final = frozenset(
         "pending_embeddings",
         "stale_embeddings",
         "count_embeddings",
+        "count_pending_embeddings",
         "passages_by_key",
         "messages_by_key",
     }

@@ -12,9 +12,17 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 from kelpie.sim._checks import acknowledged, require
-from kelpie.sim._llm import CALLS_MARK, MCP_MARK, TOKEN_KEY_PREFIX, TOKEN_MARK, token_key_call_id
+from kelpie.sim._llm import (
+    CALLS_MARK,
+    CODE_MARK,
+    MCP_MARK,
+    TOKEN_KEY_PREFIX,
+    TOKEN_MARK,
+    token_key_call_id,
+)
 from kelpie.sim._memory_checks import canonical
 from kelpie.sim._model import AgentModel, KeyState, Known
+from kelpie.sim._workload_code import check_code_return, code_token_count, expect_code_call
 from kelpie.sim._workload_mcp import check_mcp_returns, mcp_call_count
 from kelpie.sim._workload_tools import (
     check_calls_answered,
@@ -102,7 +110,9 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
     calls = custom_call_count(agent, client.entropy.random())
     expect_custom_calls(journal, agent, token, calls)
     mcp = mcp_call_count(agent, client.entropy.random())
-    text = f"record {TOKEN_MARK}{token} {CALLS_MARK}{calls} {MCP_MARK}{mcp}"
+    code = code_token_count(agent, client.entropy)
+    expect_code_call(journal, token, code)
+    text = f"record {TOKEN_MARK}{token} {CALLS_MARK}{calls} {MCP_MARK}{mcp} {CODE_MARK}{code}"
     otid = client.entropy.new_id("otid").removeprefix("otid-")
     body = {
         "messages": [{"role": "user", "content": text, "otid": otid}],
@@ -133,6 +143,9 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
     )
     check_mcp_returns(
         "send_background", agent, token, mcp, items, outcome.faults, complete=complete
+    )
+    check_code_return(
+        "send_background", journal, agent, token, code, items, outcome.faults, complete=complete
     )
     if agent.working_memory_tools and complete:
         # The turn's working_memory_set committed with its step, or failed and wrote nothing.

@@ -25,6 +25,7 @@ from kelpie.sim._clock import SimClock
 from kelpie.sim._faults import CLOCK_JUMP_S_MAX, FaultPlan
 from kelpie.sim._llm import (
     CALLS_MARK,
+    CODE_MARK,
     JOURNAL_LABEL,
     MCP_MARK,
     TOKEN_KEY_PREFIX,
@@ -43,6 +44,13 @@ from kelpie.sim._model import (
 )
 from kelpie.sim._server import Outcome
 from kelpie.sim._streams import audit_streams, send_background
+from kelpie.sim._workload_code import (
+    CODE_TOOLS,
+    CODE_TOOLS_SHARE,
+    check_code_return,
+    code_token_count,
+    expect_code_call,
+)
 from kelpie.sim._workload_mcp import (
     McpOperations,
     audit_mcp,
@@ -201,6 +209,9 @@ class Client(MemoryOperations, McpOperations):
         tools = self._entropy.random() < 0.5
         if tools:
             body["tools"] = list(WORKING_MEMORY_TOOLS)
+        code = self._entropy.random() < CODE_TOOLS_SHARE
+        if code:
+            body["tools"] = [*body.get("tools", []), *CODE_TOOLS]
         custom: list[ToolModel] = []
         if self._entropy.random() < CUSTOM_TOOLS_SHARE:
             if not self._existing(self.model.tools):
@@ -244,6 +255,7 @@ class Client(MemoryOperations, McpOperations):
             working_memory_tools=tools,
             custom_tools=tuple((tool.name, tool.takes_state) for tool in custom),
             mcp_tools=Known(mcp_names),
+            code_tools=code,
         )
         self.model.agents[agent.id] = agent
         check_agent_body(agent, created, self.model.blocks)
@@ -456,7 +468,9 @@ class Client(MemoryOperations, McpOperations):
     def _turn_agents(self) -> list[AgentModel]:
         """Agents a turn may go to; half the time, those with custom tools (if any)."""
         agents = [a for a in self._existing(self.model.agents) if a.journal_id is not None]
-        custom = [a for a in agents if a.custom_tools or any(a.mcp_tools.candidates())]
+        custom = [
+            a for a in agents if a.custom_tools or a.code_tools or any(a.mcp_tools.candidates())
+        ]
         return custom if custom and self._entropy.random() < CUSTOM_TURN_SHARE else agents
 
     async def send_message(self) -> None:
@@ -474,7 +488,12 @@ class Client(MemoryOperations, McpOperations):
         calls = custom_call_count(agent, self._entropy.random())
         expect_custom_calls(journal, agent, token, calls)
         mcp = mcp_call_count(agent, self._entropy.random())
-        text = f"please record {TOKEN_MARK}{token} {CALLS_MARK}{calls} {MCP_MARK}{mcp}"
+        code = code_token_count(agent, self._entropy)
+        expect_code_call(journal, token, code)
+        text = (
+            f"please record {TOKEN_MARK}{token} {CALLS_MARK}{calls} {MCP_MARK}{mcp}"
+            f" {CODE_MARK}{code}"
+        )
         body = {"messages": [{"role": "user", "content": text}]}
         url = f"/v1/agents/{agent.id}/messages"
         outcome = await self.send("send_message", "POST", url, json=body)
@@ -504,7 +523,17 @@ class Client(MemoryOperations, McpOperations):
             outcome.faults,
             complete=True,
         )
-        if calls or mcp:
+        check_code_return(
+            "send_message",
+            journal,
+            agent,
+            token,
+            code,
+            outcome.body["messages"],
+            outcome.faults,
+            complete=True,
+        )
+        if calls or mcp or code:
             await check_run_ended(self, "send_message", outcome.body)
         if agent.working_memory_tools:
             # The turn's working_memory_set committed with its step, or failed (a faulty

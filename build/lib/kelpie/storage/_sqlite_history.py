@@ -8,6 +8,7 @@ from typing import Final
 from kelpie.errors import InvalidInput
 from kelpie.schemas import (
     BLOCK_HISTORY_ENTRIES_MAX,
+    BLOCK_HISTORY_SEQ_MAX,
     Block,
     BlockHistoryEntry,
     BlockVersion,
@@ -30,11 +31,12 @@ _VERSION_SQL: Final = (
 
 def _seq(cursor: str) -> int:
     try:
-        return int(cursor)
+        seq = int(cursor)
     except ValueError:
-        raise InvalidInput(
-            f"Cursor '{cursor}' is not a history sequence number to page from"
-        ) from None
+        seq = -1
+    if not 0 <= seq <= BLOCK_HISTORY_SEQ_MAX:
+        raise InvalidInput(f"Cursor '{cursor}' is not a history sequence number to page from")
+    return seq
 
 
 class HistoryRows(SqliteRows):

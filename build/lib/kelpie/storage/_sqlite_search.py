@@ -169,6 +169,16 @@ class SearchRows(SqliteRows):
         )
         return int(rows[0][0]), int(rows[0][1])
 
+    async def count_pending_embeddings(self, kind: SearchKind, limit: int) -> int:
+        """Rows still without a vector, up to `limit` (a walk of the pending index only)."""
+        assert limit > 0, "a count up to nothing"
+        index, _, _ = _TABLES[kind]
+        rows = self._read(
+            f"SELECT count(*) FROM (SELECT 1 FROM {index} WHERE vector IS NULL LIMIT ?)",
+            (limit,),
+        )
+        return int(rows[0][0])
+
     async def save_embeddings(
         self, kind: SearchKind, model: str, dim: int, vectors: Sequence[tuple[int, bytes]]
     ) -> None:

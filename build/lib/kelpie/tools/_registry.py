@@ -1,17 +1,19 @@
 """The tool runner seam: which runner executes a tool, and the one way a call is made.
 
-A tool is run by the runner registered for its name (Letta's built-in tools) or else for
-its type (`custom` tools in the sandbox; `external_mcp` and `letta_builtin` tools say they
-cannot run yet). Client-side tools and tools under approval never get here: the loop
-stops for the client first. The loop asks the registry; it does not know how a tool runs.
+A tool is run by the runner registered for its name (Letta's built-in tools, the web
+tools, the code tools) or else for its type (`custom` tools in the sandbox, `external_mcp`
+tools on their server). Client-side tools and tools under approval never get here: the
+loop stops for the client first. The loop asks the registry; it does not know how a tool
+runs. The code tools call tools themselves, through this same registry.
 """
 
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from kelpie.env import Env
+from kelpie.env import Clock, Env
 from kelpie.llm import ToolCall
+from kelpie.obs import Metrics
 from kelpie.schemas import Tool, ToolType
 from kelpie.tools._returned import ToolReturn
 from kelpie.tools._run_builtin import (
@@ -20,12 +22,16 @@ from kelpie.tools._run_builtin import (
     SendMessageRunner,
     WorkingMemoryToolRunner,
 )
+from kelpie.tools._run_code import CodeRunner
 from kelpie.tools._run_custom import CustomToolRunner
 from kelpie.tools._run_mcp import McpToolRunner
+from kelpie.tools._run_web import FetchWebpageRunner, WebSearchRunner
 from kelpie.tools._schema import LOOP_ARGUMENTS
 from kelpie.tools._session import ToolOutcome, ToolSession
 
 ERROR_TEXT_CHARS_MAX: Final = 1000
+# The tool type metrics name a call of a tool the agent does not have.
+UNKNOWN_TOOL_TYPE: Final = "unknown"
 
 
 class ToolRunner(Protocol):
@@ -56,10 +62,23 @@ class UnavailableRunner:
 
 class ToolRegistry:
     def __init__(
-        self, by_name: Mapping[str, ToolRunner], by_type: Mapping[ToolType, ToolRunner]
+        self,
+        by_name: Mapping[str, ToolRunner],
+        by_type: Mapping[ToolType, ToolRunner],
+        *,
+        clock: Clock,
+        metrics: Metrics,
     ) -> None:
         self._by_name = dict(by_name)
         self._by_type = dict(by_type)
+        # Every call is timed on `clock` and counted in `metrics`, by tool type and status.
+        self._clock = clock
+        self._metrics = metrics
+
+    def add(self, name: str, runner: ToolRunner) -> None:
+        """Registers a runner that itself calls tools through this registry (code)."""
+        assert name not in self._by_name, f"a runner for {name} is registered already"
+        self._by_name[name] = runner
 
     def runner_for(self, tool: Tool) -> ToolRunner | None:
         if tool.tool_type != "custom" and tool.name in self._by_name:
@@ -73,6 +92,16 @@ class ToolRegistry:
     async def execute(self, session: ToolSession, call: ToolCall, tool: Tool | None) -> ToolOutcome:
         """Runs one call. Whatever the tool does, the model gets a return: bad arguments,
         an unknown tool and a runner's own failure are error returns."""
+        started_s = self._clock.monotonic_s()
+        outcome = await self._execute(session, call, tool)
+        elapsed_s = self._clock.monotonic_s() - started_s
+        tool_type = UNKNOWN_TOOL_TYPE if tool is None else tool.tool_type
+        self._metrics.record_tool_call(tool_type, outcome.ok, elapsed_s)
+        return outcome
+
+    async def _execute(
+        self, session: ToolSession, call: ToolCall, tool: Tool | None
+    ) -> ToolOutcome:
         try:
             parsed = json.loads(call.arguments or "{}")
         except ValueError as error:
@@ -87,7 +116,14 @@ class ToolRegistry:
             done = await runner.run(session, tool, arguments, call.id)
         except Exception as error:  # a tool's own failure is the model's to see
             return ToolOutcome(exception_text(call.name, error), False, parsed)
-        return ToolOutcome(done.returned, done.ok, parsed, stdout=done.stdout, stderr=done.stderr)
+        return ToolOutcome(
+            done.returned,
+            done.ok,
+            parsed,
+            stdout=done.stdout,
+            stderr=done.stderr,
+            value=done.value,
+        )
 
 
 def exception_text(tool_name: str, error: BaseException) -> str:
@@ -104,11 +140,16 @@ def default_registry(env: Env) -> ToolRegistry:
         SearchToolRunner(),
     )
     by_name: dict[str, ToolRunner] = {name: r for r in builtin for name in r.names}
+    by_name["fetch_webpage"] = FetchWebpageRunner(env.web)
+    by_name["web_search"] = WebSearchRunner(env.web)
+    timeout_s = env.config.tool_timeout_s
     by_type: dict[ToolType, ToolRunner] = {
-        "custom": CustomToolRunner(env.sandbox, timeout_s_default=env.config.tool_timeout_s),
-        "external_mcp": McpToolRunner(env.store, env.mcp, timeout_s=env.config.tool_timeout_s),
-        "letta_builtin": UnavailableRunner(
-            "web search, web page fetching and code execution are not in this Kelpie version yet"
-        ),
+        "custom": CustomToolRunner(env.sandbox, timeout_s_default=timeout_s),
+        "external_mcp": McpToolRunner(env.store, env.mcp, timeout_s=timeout_s),
+        "letta_builtin": UnavailableRunner("this Letta built-in is not in Kelpie"),
     }
-    return ToolRegistry(by_name, by_type)
+    registry = ToolRegistry(by_name, by_type, clock=env.clock, metrics=env.metrics)
+    code = CodeRunner(env.sandbox, registry.execute, timeout_s_default=timeout_s)
+    for name in code.names:
+        registry.add(name, code)
+    return registry

@@ -2,6 +2,7 @@
 printed (sandboxed tools only)."""
 
 import dataclasses
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -10,3 +11,6 @@ class ToolReturn:
     ok: bool = True
     stdout: list[str] | None = None
     stderr: list[str] | None = None
+    # The tool's value itself when it has one beyond the text (a custom tool's JSON
+    # return), for code that calls the tool; None: the text is the value.
+    value: Any = None

@@ -39,7 +39,13 @@ class CustomToolRunner:
                 f"Tool '{tool.name}' is written in {tool.source_type}; Kelpie runs Python tools",
                 ok=False,
             )
-        job = self.job(tool, arguments, session.environment, session_state(session))
+        # A custom tool works in the agent's workspace once there is one (code or an upload
+        # made it); until then it needs none, and takes a warm worker.
+        agent_id = session.agent.id
+        workspace = agent_id if self._sandbox.workspaces.exists(agent_id) else None
+        job = self.job(
+            tool, arguments, session.environment, session_state(session), workspace=workspace
+        )
         if isinstance(job, str):
             return ToolReturn(job, ok=False)
         result = await self._sandbox.run(job)
@@ -55,6 +61,8 @@ class CustomToolRunner:
         arguments: Mapping[str, Any],
         environment: Mapping[str, str],
         agent_state: Mapping[str, Any] | None,
+        *,
+        workspace: str | None = None,
     ) -> ToolJob | str:
         """The sandbox job for a call, or the error text when the tool cannot be run."""
         signature = function_signature(tool.source_code or "", tool.name)
@@ -75,6 +83,7 @@ class CustomToolRunner:
             agent_state=agent_state if signature.takes_agent_state else None,
             pip_requirements=requirements,
             network=settings.network,
+            workspace=workspace,
             limits=SandboxLimits(timeout_s=timeout_s),
         )
 
@@ -153,7 +162,12 @@ def tool_return(result: ToolJobResult) -> ToolReturn:
     if result.status == "error":
         error = result.error or "Tool failed"
         return ToolReturn(error, ok=False, stdout=_lines(result.stdout), stderr=[*stderr, error])
-    return ToolReturn(return_text(result.func_return), stdout=_lines(result.stdout), stderr=stderr)
+    return ToolReturn(
+        return_text(result.func_return),
+        stdout=_lines(result.stdout),
+        stderr=stderr,
+        value=result.func_return,
+    )
 
 
 def _lines(text: str) -> list[str]:

@@ -21,6 +21,7 @@ def mcp_spec(server: McpServer) -> McpServerSpec:
     """How to reach the server a record describes."""
     if server.mcp_server_type == "stdio":
         assert server.command is not None, "a stdio server record without a command"
+        sandbox = server.sandbox
         return McpServerSpec(
             key=server.id,
             name=server.server_name,
@@ -28,6 +29,9 @@ def mcp_spec(server: McpServer) -> McpServerSpec:
             command=server.command,
             args=tuple(server.args or ()),
             env=dict(server.env or {}),
+            network=sandbox is not None and sandbox.network,
+            read_only_paths=() if sandbox is None else tuple(sandbox.read_only_paths),
+            read_write_paths=() if sandbox is None else tuple(sandbox.read_write_paths),
         )
     headers = dict(server.custom_headers or {})
     if server.auth_token:

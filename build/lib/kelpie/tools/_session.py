@@ -4,12 +4,12 @@ detached blocks, archival passages, working-memory writes). Nothing a tool does 
 the store before the step commits, in one transaction with the step's messages."""
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from kelpie.env import Env
 from kelpie.memory import MemorySearch
-from kelpie.schemas import BLOCK_PREFIX, AgentState, Block, Passage, datetime_from_us
+from kelpie.schemas import BLOCK_PREFIX, AgentState, Block, Passage, Tool, datetime_from_us
 from kelpie.storage import ChangedBlock
 from kelpie.tools._memory_edit import MemoryBlock, MemoryEdit
 from kelpie.tools._working_memory_scratch import WorkingMemoryScratch
@@ -24,6 +24,8 @@ class ToolOutcome:
     stderr: list[str] | None = None
     # Ran by the client (an approval reply): its return is passed on unpackaged.
     from_client: bool = False
+    # See ToolReturn.value.
+    value: Any = None
 
 
 class ToolSession:
@@ -36,6 +38,11 @@ class ToolSession:
         run_id: str | None,
         blocks: list[Block],
         environment: Mapping[str, str],
+        tools: Mapping[str, Tool] | None = None,
+        terminal: Collection[str] = (),
+        needs_approval: Collection[str] = (),
+        max_count: Mapping[str, int] | None = None,
+        called: list[str] | None = None,
     ) -> None:
         self.env = env
         self.search = search
@@ -43,6 +50,15 @@ class ToolSession:
         self.run_id = run_id
         # The agent's secrets: the environment of its sandboxed tools, never logged.
         self.environment = dict(environment)
+        # The agent's tools by name and what its rules say of them: code calls tools only
+        # through the session, under the rules a direct call has.
+        self.tools: dict[str, Tool] = dict(tools or {})
+        self.terminal = frozenset(terminal)
+        self.needs_approval = frozenset(needs_approval)
+        # Tool name → most calls per turn (max_count_per_step), and the turn's calls so far
+        # (the loop's own list: a call from code counts as a direct call does).
+        self.max_count = dict(max_count or {})
+        self.called = [] if called is None else called
         self.blocks: dict[str, Block] = {block.label: block for block in blocks}
         # What the step commit writes: existing blocks as each tool call left them (each
         # change gets its history entry, naming the call), and new blocks by id.
