@@ -342,7 +342,9 @@ class TestWorkspace:
         [before] = _returns(
             client.agents.messages.create(agent.id, messages=[{"role": "user", "content": "a"}])
         )
-        assert json.loads(before.tool_return) == ["/tmp", []]
+        cwd, listing = json.loads(before.tool_return)
+        assert cwd == "/tmp"
+        assert "input.txt" not in listing
 
         http.put(f"/v1/agents/{agent.id}/workspace/files/input.txt", content=b"data")
         script.enqueue(calling(tool_call(reader.name, {})), reply("ok"))
