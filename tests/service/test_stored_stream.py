@@ -1,6 +1,7 @@
 """A background run's stream stores token deltas in small batches, off the turn's path.
-A batch the store refuses must never vanish silently: an outage only loses the preview,
-anything else fails the turn at its next commit."""
+A batch the store refuses must never vanish silently: after an outage it goes with the next
+write (a token stream's tool call exists only as deltas), anything else fails the turn at its
+next commit."""
 
 import asyncio
 from collections.abc import Sequence
@@ -46,9 +47,10 @@ async def _commit_after_a_flushed_delta(store: RefusingStore) -> list[RunEvent]:
     return written
 
 
-def test_an_outage_loses_only_the_preview_and_the_commit_goes_on() -> None:
+def test_deltas_an_outage_refused_go_with_the_step_commit_in_order() -> None:
     written = asyncio.run(_commit_after_a_flushed_delta(RefusingStore(Unavailable("down"))))
-    assert [event.seq_id for event in written] == [2], "only the end marker follows"
+    assert [event.seq_id for event in written] == [1, 2], "the refused delta, then the end"
+    assert '"Hel"' in written[0].data
 
 
 def test_any_other_store_failure_fails_the_next_commit() -> None:

@@ -91,8 +91,10 @@ class StoredStream:
             try:
                 await self._env.store.append_run_events(events)
             except Unavailable:
-                # Deltas that cannot be stored are not sent either; the step's commit
-                # carries the whole message, so a reader loses a partial preview at most.
+                # Kept, in order, for the next flush or the step's commit: a token stream's
+                # tool call is only ever sent as deltas, so a dropped batch would leave a
+                # reader a tool return without its call (sim seed 12005).
+                self._pending = [*events, *self._pending]
                 return
             except asyncio.CancelledError:
                 raise

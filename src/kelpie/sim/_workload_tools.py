@@ -109,8 +109,8 @@ def check_calls_answered(
             for call_id in since_last_return - set(returned):
                 del called[call_id]
     unanswered = {
-        call_id: (count, returned[call_id])
-        for call_id, count in sorted((called | returned).items())
+        call_id: (called[call_id], returned[call_id])
+        for call_id in sorted(called | returned)
         if returned[call_id] != called[call_id]
     }
     require(not unanswered, f"{what}: tool calls and their returns (calls, returns): {unanswered}")
