@@ -155,26 +155,6 @@ class TestRunCodeWithTools:
         assert body["stdout"] == ["False False\n"]
         # A call the code forges on its channel is refused by the server: tests/tools.
 
-    def test_a_tool_that_needs_approval_is_refused_from_code(
-        self, client: Letta, script: ScriptedLlm
-    ) -> None:
-        guarded = _custom_tool(client, "return 'ran'")
-        agent = new_agent(
-            client,
-            include_base_tools=False,
-            tools=["run_code_with_tools"],
-            tool_ids=[guarded.id],
-            tool_rules=[{"type": "requires_approval", "tool_name": guarded.name}],
-        )
-        code = f"import kelpie_tools\ntry:\n    {guarded.name}()\nexcept kelpie_tools.ToolError as e:\n    print(e)"  # noqa: E501
-
-        returned = _run_code(client, script, agent.id, code, tool="run_code_with_tools")
-
-        body = json.loads(returned.tool_return)
-        assert body["stdout"] == [
-            f"Tool '{guarded.name}' needs approval: call it directly, not from code\n"
-        ]
-
     def test_a_per_step_limit_counts_the_calls_code_makes(
         self, client: Letta, script: ScriptedLlm
     ) -> None:
@@ -393,6 +373,197 @@ def test_the_workspace_survives_a_restart_and_goes_with_the_agent(
         assert len(workspaces) == 1
         client.agents.delete(agent.id)
         assert not workspaces[0].exists()
+
+
+def _approval(client: Letta, agent_id: str, call_id: str, approve: bool, reason: str = "") -> Any:
+    decision: dict[str, Any] = {"type": "approval", "tool_call_id": call_id, "approve": approve}
+    if reason:
+        decision["reason"] = reason
+    message: Any = {"type": "approval", "approvals": [decision]}
+    return client.agents.messages.create(agent_id, messages=[message])
+
+
+class TestAToolThatNeedsApprovalCalledFromCode:
+    """It stops the turn for approval as a direct call does; the client sees the call the
+    code made. On the reply the code runs again from its start: calls it made before are
+    answered as they were (not made twice), the waiting call by the reply."""
+
+    @pytest.fixture
+    def guarded(self, client: Letta) -> Any:
+        return _custom_tool(
+            client, "return f'sent to {to}'", params="to: str", doc_args="to (str): Who."
+        )
+
+    def _paused(
+        self, client: Letta, script: ScriptedLlm, guarded: Any, code: str
+    ) -> tuple[str, Any]:
+        agent = new_agent(
+            client,
+            include_base_tools=False,
+            tools=["run_code_with_tools", "core_memory_append"],
+            tool_ids=[guarded.id],
+            memory_blocks=[{"label": "human", "value": "Name: Sam"}],
+            tool_rules=[{"type": "requires_approval", "tool_name": guarded.name}],
+        )
+        call = tool_call("run_code_with_tools", {"code": code}, call_id="call_code")
+        script.enqueue(calling(call))
+        response = client.agents.messages.create(
+            agent.id, messages=[{"role": "user", "content": "send it"}]
+        )
+        assert response.stop_reason.stop_reason == "requires_approval"
+        [request] = [m for m in response.messages if m.message_type == "approval_request_message"]
+        return agent.id, request
+
+    def _code(self, guarded: Any) -> str:
+        return (
+            "core_memory_append('human', 'Asked to send.')\n"
+            f"answer = {guarded.name}('Ada')\n"
+            "print(answer)\n"
+            "answer.upper()"
+        )
+
+    def test_the_client_is_asked_for_the_call_the_code_made(
+        self, client: Letta, script: ScriptedLlm, guarded: Any
+    ) -> None:
+        agent_id, request = self._paused(client, script, guarded, self._code(guarded))
+
+        assert request.tool_call.name == guarded.name
+        assert json.loads(request.tool_call.arguments) == {"to": "Ada"}
+        # The calls before it committed with the step.
+        assert client.agents.blocks.retrieve("human", agent_id=agent_id).value == (
+            "Name: Sam\nAsked to send."
+        )
+        pending = client.agents.retrieve(agent_id, include=["agent.pending_approval"])
+        assert pending.pending_approval is not None
+        assert pending.pending_approval.tool_call.tool_call_id == request.tool_call.tool_call_id
+
+    def test_approved_the_code_goes_on_and_nothing_runs_twice(
+        self, client: Letta, script: ScriptedLlm, guarded: Any
+    ) -> None:
+        agent_id, request = self._paused(client, script, guarded, self._code(guarded))
+        script.clear()
+        script.enqueue(reply("Sent."))
+
+        response = _approval(client, agent_id, request.tool_call.tool_call_id, True)
+
+        [returned] = _returns(response)
+        assert returned.tool_call_id == "call_code"
+        assert json.loads(returned.tool_return) == {
+            "status": "success",
+            "func_return": "SENT TO ADA",
+            "stdout": ["sent to Ada\n"],
+            "stderr": [],
+        }
+        assert client.agents.blocks.retrieve("human", agent_id=agent_id).value == (
+            "Name: Sam\nAsked to send."
+        )
+        # The model sees its own call and its return; the code's call is not in its history.
+        [sent] = script.requests()
+        chat = json.dumps(sent["messages"])
+        assert "SENT TO ADA" in chat
+        assert request.tool_call.tool_call_id not in chat
+
+    def test_a_token_stream_carries_the_request(
+        self, client: Letta, script: ScriptedLlm, guarded: Any
+    ) -> None:
+        agent = new_agent(
+            client,
+            include_base_tools=False,
+            tools=["run_code_with_tools"],
+            tool_ids=[guarded.id],
+            tool_rules=[{"type": "requires_approval", "tool_name": guarded.name}],
+        )
+        code = f"{guarded.name}('Ada')"
+        script.enqueue(calling(tool_call("run_code_with_tools", {"code": code})))
+
+        chunks = list(
+            client.agents.messages.create(
+                agent.id,
+                messages=[{"role": "user", "content": "send it"}],
+                streaming=True,
+                stream_tokens=True,
+                include_pings=False,
+            )
+        )
+
+        [request] = [c for c in chunks if c.message_type == "approval_request_message"]
+        assert request.tool_call.name == guarded.name
+        stop = [c.stop_reason for c in chunks if c.message_type == "stop_reason"]
+        assert stop == ["requires_approval"]
+
+    def test_denied_the_code_sees_the_reason_as_a_tool_error(
+        self, client: Letta, script: ScriptedLlm, guarded: Any
+    ) -> None:
+        code = (
+            "import kelpie_tools\n"
+            "try:\n"
+            f"    {guarded.name}('Ada')\n"
+            "except kelpie_tools.ToolError as error:\n"
+            "    print('not sent:', error)\n"
+        )
+        agent_id, request = self._paused(client, script, guarded, code)
+        script.enqueue(reply("Not sent."))
+
+        response = _approval(client, agent_id, request.tool_call.tool_call_id, False, "not now")
+
+        [returned] = _returns(response)
+        assert json.loads(returned.tool_return)["stdout"] == [
+            "not sent: Error: request to call tool denied. User reason: not now\n"
+        ]
+
+    def test_code_that_calls_differently_when_run_again_fails_instead(
+        self, client: Letta, script: ScriptedLlm, guarded: Any
+    ) -> None:
+        # Each run appends to a file, so the second run's first call differs from the first.
+        code = (
+            "open('runs.txt', 'a').write('x')\n"
+            "core_memory_append('human', f\"run {len(open('runs.txt').read())}\")\n"
+            f"{guarded.name}('Ada')\n"
+        )
+        agent_id, request = self._paused(client, script, guarded, code)
+        script.enqueue(reply("It failed."))
+
+        response = _approval(client, agent_id, request.tool_call.tool_call_id, True)
+
+        [returned] = _returns(response)
+        assert returned.status == "error"
+        assert "must make the same tool calls in the same order" in returned.tool_return
+        value = client.agents.blocks.retrieve("human", agent_id=agent_id).value
+        assert value == "Name: Sam\nrun 1", "the approved call did not run, nor the new one"
+
+
+def test_code_waiting_for_approval_goes_on_after_a_restart(
+    kelpie_launcher: KelpieStarter, script: ScriptedLlm
+) -> None:
+    base_url = kelpie_launcher.start()
+    data_dir = kelpie_launcher.data_dirs[base_url]
+    with Letta(base_url=base_url, api_key="sk-test") as client:
+        guarded = _custom_tool(client, "return 'done'")
+        agent = new_agent(
+            client,
+            include_base_tools=False,
+            tools=["run_code_with_tools"],
+            tool_ids=[guarded.id],
+            tool_rules=[{"type": "requires_approval", "tool_name": guarded.name}],
+        )
+        code = f"rows = [1, 2, 3]\nstatus = {guarded.name}()\nf'{{status}} {{sum(rows)}}'"
+        script.enqueue(calling(tool_call("run_code_with_tools", {"code": code})))
+        response = client.agents.messages.create(
+            agent.id, messages=[{"role": "user", "content": "go"}]
+        )
+        assert response.stop_reason.stop_reason == "requires_approval"
+    kelpie_launcher.stop(base_url)
+
+    restarted = kelpie_launcher.start(data_dir=data_dir)
+    with Letta(base_url=restarted, api_key="sk-test") as client:
+        pending = client.agents.retrieve(agent.id, include=["agent.pending_approval"])
+        assert pending.pending_approval is not None
+        call_id = pending.pending_approval.tool_call.tool_call_id
+        assert call_id is not None
+        script.enqueue(reply("Done."))
+        response = _approval(client, agent.id, call_id, True)
+        [returned] = _returns(response)
+        assert json.loads(returned.tool_return)["func_return"] == "done 6"
 
 
 class TestSessions:

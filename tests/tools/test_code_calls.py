@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from kelpie.llm import ToolCall
 from kelpie.schemas import Tool
-from kelpie.tools import ToolOutcome, ToolSession
+from kelpie.tools import CodeResume, ToolOutcome, ToolSession
 from kelpie.tools._run_code import TOOL_CALLS_PER_EXECUTION_MAX, CodeCalls, code_tools
 
 NOW = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
@@ -89,14 +89,54 @@ def test_a_forged_name_or_another_agents_tool_is_not_made() -> None:
     assert recorder.calls == []
 
 
-def test_a_tool_that_needs_approval_is_refused() -> None:
-    recorder = Recorder()
-    calls = CodeCalls(_session(), recorder, "call-1")
-    assert _call(calls, "guarded", {}) == (
-        False,
-        "Tool 'guarded' needs approval: call it directly, not from code",
-    )
-    assert recorder.calls == []
+class TestACallThatNeedsApproval:
+    def test_stops_the_code_there_keeping_the_answers_before_it(self) -> None:
+        recorder = Recorder()
+        calls = CodeCalls(_session(), recorder, "call-1")
+        assert _call(calls, "lookup", {"x": "a"}) == (True, [1, 2])
+
+        answer = asyncio.run(calls("guarded", {"x": "b"}))
+
+        assert (answer.ok, answer.stop) == (False, True)
+        assert calls.waiting == ("guarded", {"x": "b"})
+        assert [(a.name, a.arguments, a.ok, a.value) for a in calls.answers] == [
+            ("lookup", {"x": "a"}, True, [1, 2])
+        ]
+        # Whatever the stopped code still tries is refused, and stops it again.
+        assert asyncio.run(calls("lookup", {"x": "c"})).stop
+        assert [call.name for _, call in recorder.calls] == ["lookup"]
+
+    def test_running_again_replays_the_answers_and_runs_the_approved_call(self) -> None:
+        first = CodeCalls(_session(), Recorder(), "call-1")
+        _call(first, "lookup", {"x": "a"})
+        asyncio.run(first("guarded", {"x": "b"}))
+        recorder = Recorder()
+        resume = CodeResume(answers=first.answers, waiting=("guarded", {"x": "b"}), reply=None)
+        again = CodeCalls(_session(), recorder, "call-1", resume)
+
+        assert _call(again, "lookup", {"x": "a"}) == (True, [1, 2])
+        assert recorder.calls == [], "an answered call is replayed, not made twice"
+        assert _call(again, "guarded", {"x": "b"}) == (True, [1, 2])
+        assert _call(again, "lookup", {"x": "after"}) == (True, [1, 2])
+        assert [call.name for _, call in recorder.calls] == ["guarded", "lookup"]
+
+    def test_a_denial_is_the_answer_the_code_gets(self) -> None:
+        recorder = Recorder()
+        resume = CodeResume(answers=[], waiting=("guarded", {}), reply=(False, "denied: no"))
+        calls = CodeCalls(_session(), recorder, "call-1", resume)
+
+        assert _call(calls, "guarded", {}) == (False, "denied: no")
+        assert recorder.calls == []
+
+    def test_code_that_calls_differently_when_run_again_is_stopped(self) -> None:
+        resume = CodeResume(answers=[], waiting=("guarded", {"x": "b"}), reply=None)
+        calls = CodeCalls(_session(), Recorder(), "call-1", resume)
+
+        answer = asyncio.run(calls("guarded", {"x": "other"}))
+
+        assert answer.stop
+        assert calls.diverged is not None
+        assert "must make the same tool calls in the same order" in calls.diverged
 
 
 def test_arguments_the_server_supplies_cannot_be_forged() -> None:

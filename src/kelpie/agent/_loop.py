@@ -10,6 +10,7 @@ only on `request_heartbeat`, a failed tool, or a continue rule.
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 
@@ -26,7 +27,7 @@ from kelpie.agent._prompt import append_available_skills, compile_system_prompt,
 from kelpie.agent._render import SEND_MESSAGE_TOOL, expand
 from kelpie.agent._returns import package_return, truncate_return
 from kelpie.agent._rules import ToolRuleSolver
-from kelpie.agent._turn import Item, Turn, TurnResult, to_chat
+from kelpie.agent._turn import ApprovalReply, Item, Turn, TurnResult, to_chat
 from kelpie.env import Env
 from kelpie.llm import LlmError, LlmRequest, LlmResponse, ToolCall, ToolSpec, Usage
 from kelpie.memory import MemorySearch
@@ -47,7 +48,7 @@ from kelpie.schemas import (
     us_from_datetime,
 )
 from kelpie.storage import StepCommit, ThreadUpdate
-from kelpie.tools import ToolOutcome, ToolRegistry, ToolSession, default_registry
+from kelpie.tools import CodeResume, ToolOutcome, ToolRegistry, ToolSession, default_registry
 
 HEARTBEAT_AGENT_TYPES: Final = frozenset({"memgpt_agent", "memgpt_v2_agent", "react_agent"})
 HEARTBEAT_OK: Final = (
@@ -240,7 +241,44 @@ class _TurnRunner:
             self.new[-1] = self.new[-1].model_copy(update=update)
             return "requires_approval"
         outcomes = await self._run_tools(response.tool_calls)
+        if outcomes and outcomes[-1][1].paused is not None:
+            ran = {call.id for call, _ in outcomes}
+            unrun = [call for call in response.tool_calls if call.id not in ran]
+            return self._wait_for_code(outcomes, unrun, step_id)
         return self._after_tools(outcomes, step_id, heartbeat_needed=self._heartbeat)
+
+    def _wait_for_code(
+        self,
+        outcomes: Sequence[tuple[ToolCall, ToolOutcome]],
+        unrun: Sequence[ToolCall],
+        step_id: str | None,
+    ) -> StopReason:
+        """Code stopped at a call that needs approval (the last outcome): the calls that ran
+        get their returns, and an approval request for the code's call is added, holding
+        what the code runs again with and the step's calls still to run."""
+        *ran, (call, outcome) = outcomes
+        assert outcome.paused is not None, "only a paused call waits"
+        for done, done_outcome in ran:
+            self._record_return(done, done_outcome, step_id)
+        pause = outcome.paused.model_copy(
+            update={
+                "call": StoredToolCall(id=call.id, name=call.name, arguments=call.arguments),
+                "then": [
+                    StoredToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in unrun
+                ],
+            }
+        )
+        self.new.append(
+            self._message(
+                role="assistant",
+                tool_calls=[pause.waiting],
+                approval_request=True,
+                approval_tool_call_ids=[pause.waiting.id],
+                code_pause=pause,
+                step_id=step_id,
+            )
+        )
+        return "requires_approval"
 
     def _after_tools(
         self,
@@ -312,23 +350,47 @@ class _TurnRunner:
         assert reply is not None, "resuming without a reply"
         request = reply.request
         self.new.append(self._message(role="approval", **reply.message))
+        pause = request.code_pause
+        stored_calls = request.tool_calls if pause is None else [pause.waiting, *pause.then]
+        calls = [ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in stored_calls]
         outcomes: list[tuple[ToolCall, ToolOutcome]] = []
-        for stored in request.tool_calls:
-            call = ToolCall(id=stored.id, name=stored.name, arguments=stored.arguments)
-            result = reply.results.get(call.id)
-            decision = reply.decisions.get(call.id)
-            if result is not None:
-                outcomes.append((call, _client_outcome(result)))
-            elif decision is not None and not decision.approve:
-                denied = DENIED_TOOL_CALL.format(reason=decision.reason)
-                outcomes.append((call, ToolOutcome(denied, False, {})))
+        stop: StopReason | None = None
+        for index, call in enumerate(calls):
+            answered = self._answered(call.id, reply)
+            if pause is not None and index == 0:
+                # The code's call: its code runs again, the reply answering the call.
+                call = ToolCall(
+                    id=pause.call.id, name=pause.call.name, arguments=pause.call.arguments
+                )
+                waiting = (pause.waiting.name, json.loads(pause.waiting.arguments))
+                reply_answer = None if answered is None else (answered.ok, answered.returned)
+                self._session.code_resumes[call.id] = CodeResume(
+                    answers=pause.answers, waiting=waiting, reply=reply_answer
+                )
+                outcome = await self._run_tool(call)
             else:
-                outcomes.append((call, await self._run_tool(call)))
-        stop = self._after_tools(outcomes, request.step_id, heartbeat_needed=False)
-        returns = [m for m in self.new if m.role == "tool"]
+                outcome = answered or await self._run_tool(call)
+            outcomes.append((call, outcome))
+            if outcome.paused is not None:
+                stop = self._wait_for_code(outcomes, calls[index + 1 :], request.step_id)
+                break
+        if stop is None:
+            stop = self._after_tools(outcomes, request.step_id, heartbeat_needed=False)
+        sent = [m for m in self.new if m.role == "tool" or m.code_pause is not None]
         self.new += [self._message(**fields) for fields in self._turn.input]
-        await self._commit_step(None, self._running_run() if stop is None else None, returns)
+        await self._commit_step(None, self._running_run() if stop is None else None, sent)
         return stop
+
+    @staticmethod
+    def _answered(call_id: str, reply: ApprovalReply) -> ToolOutcome | None:
+        """What the reply says of a call: the client's result, a denial, or (None) run it."""
+        result = reply.results.get(call_id)
+        decision = reply.decisions.get(call_id)
+        if result is not None:
+            return _client_outcome(result)
+        if decision is not None and not decision.approve:
+            return ToolOutcome(DENIED_TOOL_CALL.format(reason=decision.reason), False, {})
+        return None
 
     async def _run_tools(self, calls: Sequence[ToolCall]) -> list[tuple[ToolCall, ToolOutcome]]:
         """Runs a step's calls. Those that may run concurrently (sandboxed tools that do not
@@ -339,14 +401,21 @@ class _TurnRunner:
             for call in calls
             if self._registry.runs_concurrently(self._tools.get(call.name))
         }
+        done: dict[str, ToolOutcome] = {}
         try:
-            done = {call.id: await self._run_tool(call) for call in calls if call.id not in started}
+            for call in calls:
+                if call.id not in started:
+                    done[call.id] = await self._run_tool(call)
+                    if done[call.id].paused is not None:
+                        break  # code waits for approval: the calls after it wait with it
             for call_id, task in started.items():
                 done[call_id] = await task
         finally:
             for task in started.values():
                 task.cancel()
-        return [(call, done[call.id]) for call in calls]
+        ran = [(call, done[call.id]) for call in calls if call.id in done]
+        # A paused call goes last: the calls before it (and those that ran beside) returned.
+        return sorted(ran, key=lambda pair: pair[1].paused is not None)
 
     async def _run_tool(self, call: ToolCall) -> ToolOutcome:
         return await self._registry.execute(self._session, call, self._tools.get(call.name))
@@ -511,7 +580,8 @@ class _TurnRunner:
 
     def _sends(self, message: Message) -> bool:
         """Token streaming already sent the assistant's own messages, piece by piece."""
-        return not (self._turn.stream_tokens and message.role == "assistant")
+        streamed = self._turn.stream_tokens and message.code_pause is None
+        return not (streamed and message.role == "assistant")
 
     async def _commit(
         self, step: _Step | None, run: Run | None, items: Sequence[Item], *, final: bool

@@ -105,9 +105,11 @@ class TurnResult:
 
 def to_chat(messages: Sequence[Message]) -> list[ChatMessage]:
     """Stored history in the provider-neutral shape the model is sent. Approval replies
-    are not sent: the tool results they produced are."""
+    (and requests for calls from code) are not sent: the tool results they produced are."""
     chat: list[ChatMessage] = []
     for message in messages:
+        if message.code_pause is not None:
+            continue  # an approval request for a call code made: the model made none
         if message.role == "tool":
             chat.append(
                 ChatMessage(

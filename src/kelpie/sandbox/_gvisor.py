@@ -59,7 +59,7 @@ from kelpie.sandbox._types import (
     ToolJob,
     ToolJobResult,
 )
-from kelpie.sandbox._worker_process import _answer, _receive_frame
+from kelpie.sandbox._worker_process import _receive_frame, answer_frame
 from kelpie.sandbox._workspace import SANDBOX_WORKSPACE_DIR, WorkspaceFull, Workspaces
 
 _log = logging.getLogger("kelpie.sandbox")
@@ -795,9 +795,7 @@ async def _converse(channel: socket.socket, calls: HostCalls | None) -> dict[str
             if not isinstance(result, dict):
                 return {"status": "error", "error": "The session sent an unreadable reply"}
             return result
-        answer = await _answer(message, calls)
-        body = json.dumps({"ok": answer.ok, "value": answer.value}, default=str).encode()
-        await loop.sock_sendall(channel, _frames.encode(body))
+        await loop.sock_sendall(channel, await answer_frame(message, calls))
 
 
 def _result(reply: dict[str, Any], limits: SandboxLimits) -> ToolJobResult:

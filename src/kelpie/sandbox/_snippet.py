@@ -20,6 +20,11 @@ class ToolError(Exception):
     """A tool called from code failed; the message is what the tool returned."""
 
 
+class CodeStopped(BaseException):
+    """The host stopped the code at a tool call (the call waits for approval; the code
+    runs again once it is answered). Not an Exception: `except Exception` lets it through."""
+
+
 def run(source: str, namespace: dict[str, Any]) -> dict[str, Any]:
     """Runs `source` in `namespace`: what it prints is its output, and the value of its
     last line, when that is an expression, is its result."""
@@ -76,6 +81,8 @@ def tool_function(name: str, parameters: list[str], ask: Ask) -> Any:
                 raise TypeError(f"{name}() got multiple values for argument '{key}'")
             arguments[key] = value
         answer = ask({"call": name, "arguments": arguments})
+        if answer.get("stop"):
+            raise CodeStopped(answer["value"])
         if not answer["ok"]:
             raise ToolError(answer["value"])
         return answer["value"]

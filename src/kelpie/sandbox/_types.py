@@ -54,10 +54,13 @@ class ToolStub:
 @dataclasses.dataclass(frozen=True)
 class HostCallAnswer:
     """What a tool call from code returns: the tool's value, or (not ok) the error text the
-    code sees raised as `kelpie_tools.ToolError`."""
+    code sees raised as `kelpie_tools.ToolError`. With `stop`, the code is stopped at the
+    call instead (a BaseException it does not catch by accident): the host has paused the
+    execution (a call waits for approval) and will run it again."""
 
     ok: bool
     value: Any
+    stop: bool = False
 
 
 # Answers one tool call (name, keyword arguments) made by the code of an execution.

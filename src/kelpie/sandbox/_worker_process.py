@@ -259,9 +259,7 @@ class WorkerProcess:
                 await loop.sock_recv(channel, 1)
                 result = message.get("result")
                 return result if isinstance(result, dict) else {}
-            answer = await _answer(message, calls)
-            body = json.dumps({"ok": answer.ok, "value": answer.value}, default=str).encode()
-            await loop.sock_sendall(channel, _frames.encode(body))
+            await loop.sock_sendall(channel, await answer_frame(message, calls))
 
     def _result(
         self, answer: dict[str, Any], limits: SandboxLimits, out: str, err: str
@@ -404,6 +402,16 @@ async def _receive_exactly(channel: socket.socket, n_bytes: int) -> bytes | None
         chunks.append(chunk)
         n_bytes -= len(chunk)
     return b"".join(chunks)
+
+
+async def answer_frame(message: dict[str, Any], calls: HostCalls | None) -> bytes:
+    """The framed answer to one tool call a snippet sent (`{"ok", "value"}`, and `"stop"`
+    when the host stops the code at this call)."""
+    answer = await _answer(message, calls)
+    body: dict[str, Any] = {"ok": answer.ok, "value": answer.value}
+    if answer.stop:
+        body["stop"] = True
+    return _frames.encode(json.dumps(body, default=str).encode())
 
 
 async def _answer(message: dict[str, Any], calls: HostCalls | None) -> HostCallAnswer:

@@ -223,6 +223,29 @@ class StoredToolCall(ResponseModel):
     arguments: str
 
 
+class CodeCallAnswer(ResponseModel):
+    """One tool call code made before it was paused, and what it was answered: replayed,
+    not run again, when the code runs again."""
+
+    name: str
+    arguments: dict[str, Any]
+    ok: bool
+    value: Any = None
+
+
+class CodePause(ResponseModel):
+    """Code stopped at a tool call that waits for approval (or for the client to run it).
+    The approval request holds it: when the reply comes, `call` (the model's
+    run_code_with_tools call) runs again from its start with `answers` replayed, the waiting
+    call is answered by the reply, and `then` (the step's calls after `call`) run after."""
+
+    call: StoredToolCall
+    # The call that waits (what the approval request shows); its id is `call`'s, suffixed.
+    waiting: StoredToolCall
+    answers: list[CodeCallAnswer] = Field(default_factory=list)
+    then: list[StoredToolCall] = Field(default_factory=list)
+
+
 class Message(ResponseModel):
     """A stored message: one row of an agent's history, in LLM terms."""
 
@@ -261,6 +284,8 @@ class Message(ResponseModel):
     reason: str | None = None
     # A compaction summary (role `summary`): the summary itself; `text` is what the model reads.
     summary: str | None = None
+    # An approval request for a call made by code (not by the model: never sent to it).
+    code_pause: CodePause | None = None
     created_at: dt.datetime
 
     def needs_client(self, tool_call_id: str) -> bool:

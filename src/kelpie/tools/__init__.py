@@ -54,7 +54,7 @@ from kelpie.tools._schema import (
     derive_tool_schema,
     function_signature,
 )
-from kelpie.tools._session import ToolOutcome, ToolSession
+from kelpie.tools._session import CodeResume, ToolOutcome, ToolSession
 from kelpie.tools._working_memory import (
     WORKING_MEMORY_TOOL_NAMES,
     WORKING_MEMORY_TOOLS,
@@ -74,6 +74,7 @@ __all__ = [
     "WORKING_MEMORY_TOOLS",
     "WORKING_MEMORY_TOOL_NAMES",
     "BuiltinTool",
+    "CodeResume",
     "CustomToolRunner",
     "DerivedTool",
     "FunctionSignature",

@@ -123,6 +123,7 @@ class ToolRegistry:
             stdout=done.stdout,
             stderr=done.stderr,
             value=done.value,
+            paused=done.paused,
         )
 
 

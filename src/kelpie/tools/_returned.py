@@ -4,6 +4,8 @@ printed (sandboxed tools only)."""
 import dataclasses
 from typing import Any
 
+from kelpie.schemas import CodePause
+
 
 @dataclasses.dataclass(frozen=True)
 class ToolReturn:
@@ -14,3 +16,5 @@ class ToolReturn:
     # The tool's value itself when it has one beyond the text (a custom tool's JSON
     # return), for code that calls the tool; None: the text is the value.
     value: Any = None
+    # Code stopped at a call that waits for approval: no return yet (see CodePause).
+    paused: CodePause | None = None

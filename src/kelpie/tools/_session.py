@@ -4,12 +4,21 @@ detached blocks, archival passages, working-memory writes). Nothing a tool does 
 the store before the step commits, in one transaction with the step's messages."""
 
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from kelpie.env import Env
 from kelpie.memory import MemorySearch
-from kelpie.schemas import BLOCK_PREFIX, AgentState, Block, Passage, Tool, datetime_from_us
+from kelpie.schemas import (
+    BLOCK_PREFIX,
+    AgentState,
+    Block,
+    CodeCallAnswer,
+    CodePause,
+    Passage,
+    Tool,
+    datetime_from_us,
+)
 from kelpie.storage import ChangedBlock
 from kelpie.tools._memory_edit import MemoryBlock, MemoryEdit
 from kelpie.tools._working_memory_scratch import WorkingMemoryScratch
@@ -26,6 +35,20 @@ class ToolOutcome:
     from_client: bool = False
     # See ToolReturn.value.
     value: Any = None
+    # See ToolReturn.paused.
+    paused: CodePause | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeResume:
+    """How code paused at a call that waited for approval runs again: the calls it made
+    before are answered from `answers` (their effects are committed already), and the
+    waiting call (`waiting`: name, arguments) by the reply: approved (`reply` None: it runs
+    now), or denied or run by the client (`reply`: ok, value)."""
+
+    answers: Sequence[CodeCallAnswer]
+    waiting: tuple[str, dict[str, Any]]
+    reply: tuple[bool, Any] | None
 
 
 class ToolSession:
@@ -69,6 +92,8 @@ class ToolSession:
         self.working_memory = WorkingMemoryScratch(env, agent.id)
         # Set when a tool changed any block; the loop recompiles the prompt and clears it.
         self.memory_changed = False
+        # By the call id of code that runs again after an approval: how (see CodeResume).
+        self.code_resumes: dict[str, CodeResume] = {}
 
     def memory_views(self) -> dict[str, MemoryBlock]:
         return {
