@@ -28,10 +28,11 @@ from kelpie.sim._llm import (
     code_tokens,
 )
 from kelpie.sim._memory_checks import check_journal_history
-from kelpie.sim._model import AgentModel, BlockModel, Known
+from kelpie.sim._model import AgentModel, BlockModel, CodeCallModel, Known
 from kelpie.sim._planted import CodeCallTwice
 from kelpie.sim._sandbox import CRASH_ERROR, SandboxFaultInjector, SimSandbox
-from kelpie.sim._workload_code import check_code_return, expect_code_call
+from kelpie.sim._sessions import SessionWorld
+from kelpie.sim._workload_code import check_code_return, check_session_runs, expect_code_call
 
 CONFIG: Final = LlmConfig(model="sim", model_endpoint_type="openai", context_window=8000)
 TOOLS: Final = tuple(
@@ -131,12 +132,13 @@ def _journal(*calls: tuple[str, int]) -> BlockModel:
     )
     for token, count in calls:
         journal.tokens_maybe.add(token)
-        expect_code_call(journal, token, count)
+        expect_code_call(journal, token, count, None, "a")
     return journal
 
 
 def _return(call_id: str, status: str, func_return: Any = None) -> dict[str, Any]:
-    body = {"status": status, "func_return": func_return, "stdout": [], "stderr": []}
+    stdout = ["runs 1\n"] if status == "success" else []
+    body = {"status": status, "func_return": func_return, "stdout": stdout, "stderr": []}
     return {
         "message_type": "tool_return_message",
         "tool_call_id": call_id,
@@ -165,7 +167,7 @@ class TestTheChecks:
         journal, agent = _journal(("t", 3)), _agent()
         check_code_return(
             "turn", journal, agent, "t", 3, [_return("code-t", "error", CRASH_ERROR)],
-            ("sandbox_crash",), complete=True,
+            ("sandbox_crash",), complete=True, sessions=None,
         )  # fmt: skip
         check_journal(journal, value)
         assert agent.custom_returns == {"code-t": "error"}
@@ -189,7 +191,15 @@ class TestTheChecks:
     def test_a_success_must_have_left_every_line(self) -> None:
         journal, agent = _journal(("t", 3)), _agent()
         check_code_return(
-            "turn", journal, agent, "t", 3, [_return("code-t", "success")], (), complete=True
+            "turn",
+            journal,
+            agent,
+            "t",
+            3,
+            [_return("code-t", "success")],
+            (),
+            complete=True,
+            sessions=None,
         )
         check_journal(journal, "tk0\ntk1\ntk2")
         with pytest.raises(InvariantBroken, match="returned success but left only"):
@@ -209,15 +219,43 @@ class TestTheChecks:
     ) -> None:
         with pytest.raises(InvariantBroken, match=problem):
             check_code_return(
-                "turn", _journal(("t", 3)), _agent(), "t", 3, [item], faults, complete=True
+                "turn",
+                _journal(("t", 3)),
+                _agent(),
+                "t",
+                3,
+                [item],
+                faults,
+                complete=True,
+                sessions=None,
             )
 
     def test_a_turn_with_no_fault_must_have_run_its_code(self) -> None:
         with pytest.raises(InvariantBroken, match="has no tool return"):
-            check_code_return("turn", _journal(("t", 2)), _agent(), "t", 2, [], (), complete=True)
+            check_code_return(
+                "turn", _journal(("t", 2)), _agent(), "t", 2, [], (), complete=True, sessions=None
+            )
         journal = _journal(("t", 2))
-        check_code_return("turn", journal, _agent(), "t", 2, [], ("llm_error",), complete=True)
+        check_code_return(
+            "turn", journal, _agent(), "t", 2, [], ("llm_error",), complete=True, sessions=None
+        )
         assert journal.tokens_maybe == {"t"}  # the code's step never committed
+
+    def test_a_session_that_was_never_lost_only_counts_up(self) -> None:
+        world, agent = SessionWorld(), _agent()
+        for runs in (1, 2, 4):  # a run whose answer was lost may come between
+            check_session_runs("turn", agent, CodeCallModel(()), [f"runs {runs}\n"], world)
+        with pytest.raises(InvariantBroken, match="the session was never lost"):
+            check_session_runs("turn", agent, CodeCallModel(()), ["runs 1\n"], world)
+
+    def test_after_a_loss_a_session_may_start_again(self) -> None:
+        world, agent = SessionWorld(), _agent()
+        check_session_runs("turn", agent, CodeCallModel(()), ["runs 3\n"], world)
+        world.losses[agent.id] += 1
+        sent = CodeCallModel((), losses_at_send=1)
+        check_session_runs("turn", agent, sent, ["runs 1\n"], world)
+        with pytest.raises(InvariantBroken, match="printed"):
+            check_session_runs("turn", agent, sent, ["nothing\n"], world)
 
     def test_the_history_names_the_code_call_for_its_lines(self) -> None:
         journal = _journal(("t", 2))

@@ -25,6 +25,7 @@ PLANTED_BUG_SUBJECTS: Final = {
 PLANTED_SANDBOX_BUG_SUBJECTS: Final = {
     "pool_never_refills": "sandbox pool",
     "code_call_twice": "code call",
+    "session_forgets_when_paused": "session",
 }
 SWEEP_SEEDS_CI: Final = range(1, 101)
 # Replaying a failing seed: `DST_SEED=N pytest tests/sim -k sweep` runs just that seed.

@@ -116,10 +116,17 @@ def code_call_id(token: str) -> str:
     return f"{CODE_CALL_ID_PREFIX}{token}"
 
 
+# What a code step prints first: how many times code ran in the agent's session ("runs 3").
+SESSION_RUNS_PREFIX: Final = "runs "
+
+
 def code_source(tokens: tuple[str, ...]) -> str:
-    """The snippet of a code step: appends each token to the journal, in a loop. It does
-    not look at what the tool returns (the simulated sandbox records the calls first)."""
+    """The snippet of a code step: counts its runs in the agent's session, then appends
+    each token to the journal, in a loop. It does not look at what the tool returns (the
+    simulated sandbox records the calls first)."""
     return (
+        'runs = globals().get("runs", 0) + 1\n'
+        f'print("{SESSION_RUNS_PREFIX}" + str(runs))\n'
         f"for line in {list(tokens)!r}:\n"
         f'    memory_insert(label="{JOURNAL_LABEL}", new_string=line, insert_line=-1)\n'
     )

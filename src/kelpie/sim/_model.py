@@ -9,6 +9,8 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, final
 
+from kelpie.sim._sessions import SessionWorld
+
 T = TypeVar("T")
 
 # While an audit runs, reads check the model but do not narrow it: a client's write may be
@@ -140,6 +142,10 @@ class AgentModel:
     mcp_tools: Known[tuple[str, ...]] = dataclasses.field(default_factory=lambda: Known(()))
     # Whether run_code_with_tools is attached (its turns may append tokens from code).
     code_tools: bool = False
+    # What its code session last reported (runs so far), and the session's losses when
+    # that run's turn was sent.
+    session_runs: int = 0
+    session_losses: int = 0
 
 
 @dataclasses.dataclass
@@ -151,6 +157,8 @@ class CodeCallModel:
 
     tokens: tuple[str, ...]
     status: str | None = None
+    # How many times its agent's code session was lost when the turn was sent.
+    losses_at_send: int = 0
 
 
 @dataclasses.dataclass
@@ -225,3 +233,6 @@ class ClientModel:
     mcp_servers: dict[str, McpServerModel] = dataclasses.field(default_factory=dict)
     mcp_servers_created: int = 0
     mcp_runs: int = 0
+    # The simulated world's code sessions (set by the harness): their losses are the
+    # ground truth for what a session may have forgotten.
+    sessions: SessionWorld | None = None

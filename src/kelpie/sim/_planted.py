@@ -12,6 +12,7 @@ from kelpie.schemas import Block, BlockHistoryEntry, Passage, Run, RunEvent
 from kelpie.sim._clock import SimClock
 from kelpie.sim._mcp import McpFaultInjector, SimConnection, SimMcp
 from kelpie.sim._sandbox import SandboxFaultInjector, SimSandbox
+from kelpie.sim._sessions import SessionWorld, SimSession, SimSessions
 from kelpie.storage import BlockChange, Page, StepCommit, Store
 
 # How many later store calls a deferred write waits before it really commits.
@@ -180,9 +181,15 @@ class CodeCallTwice(SimSandbox):
     resends a call whose answer was slow to come, and an answer path that runs it again):
     the code's first memory edit lands twice in one step."""
 
-    async def run(self, job: ToolJob, calls: HostCalls | None = None) -> ToolJobResult:
+    async def run_code(
+        self,
+        job: ToolJob,
+        calls: HostCalls | None,
+        crash: SandboxFaultInjector | None,
+        namespace: dict[str, Any],
+    ) -> ToolJobResult:
         if calls is None:
-            return await super().run(job)
+            return await super().run_code(job, calls, crash, namespace)
         answer = calls
         sent = 0
 
@@ -193,11 +200,33 @@ class CodeCallTwice(SimSandbox):
                 await answer(name, arguments)
             return await answer(name, arguments)
 
-        return await super().run(job, resending)
+        return await super().run_code(job, resending, crash, namespace)
 
 
 def _code_call_twice(clock: SimClock, faults: SandboxFaultInjector, size: int) -> SimSandbox:
     return CodeCallTwice(clock, faults, pool_size=size)
+
+
+@final
+class ForgetfulSessions(SimSessions):
+    """Pauses a session without its state (a checkpoint image that is never written, or
+    a restore that starts the session afresh): after a pause its code starts from nothing,
+    though nothing was lost."""
+
+    def image(self, session: SimSession) -> SimSession:
+        return SimSession({"__name__": "__main__"}, session.last_used_s)
+
+
+@final
+class SessionForgetsWhenPaused(SimSandbox):
+    def attach_sessions(self, world: SessionWorld, *, idle_s: float) -> None:
+        self.sessions = ForgetfulSessions(world, self, self._clock, self._faults, idle_s=idle_s)
+
+
+def _session_forgets_when_paused(
+    clock: SimClock, faults: SandboxFaultInjector, size: int
+) -> SimSandbox:
+    return SessionForgetsWhenPaused(clock, faults, pool_size=size)
 
 
 @final
@@ -244,6 +273,7 @@ PLANTED_SANDBOX_BUGS: Final[
 ] = {
     "pool_never_refills": _pool_never_refills,
     "code_call_twice": _code_call_twice,
+    "session_forgets_when_paused": _session_forgets_when_paused,
 }
 PLANTED_MCP_BUGS: Final[dict[str, Callable[[SimClock, McpFaultInjector], SimMcp]]] = {
     "mcp_never_reconnects": McpNeverReconnects,

@@ -82,6 +82,8 @@ async def _simulate(
         Client(i, server.request, server.wait_up, root.fork(f"client/{i}"), clock, plan, trace)
         for i in range(clients_count)
     ]
+    for client in clients:
+        client.model.sessions = server.sessions
     server.after_restart = lambda: audit(clients)
     failure: str | None = None
     await server.start()

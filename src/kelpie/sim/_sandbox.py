@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from kelpie.env import Clock, Entropy
 from kelpie.sandbox import (
+    CodeSessions,
     HostCallAnswer,
     HostCalls,
     SessionsOff,
@@ -28,10 +29,13 @@ from kelpie.sandbox import (
     Workspaces,
 )
 from kelpie.sim._faults import SANDBOX_FAULTS, SANDBOX_SLOW_START_S_MAX, FaultPlan
+from kelpie.sim._sessions import SessionWorld, SimSessions
 from kelpie.sim._store import current_request
 
 # Virtual time a worker takes to start (a cold one for a call, or a replacement).
 WORKER_START_S: Final = 0.15
+# Share of session executions after which the session is paused at once.
+SESSION_PAUSE_SHARE: Final = 0.4
 # What the production sandbox answers for a worker killed mid-call (SIGKILL).
 CRASH_ERROR: Final = "Tool process exited with signal 9"
 
@@ -63,6 +67,11 @@ class SandboxFaultInjector:
                 return kind, delay if kind == "sandbox_slow_start" else 0.0
         return None, 0.0
 
+    def pauses_now(self) -> bool:
+        """Whether the session pauser gets to a session right after its execution (a
+        simulated run has too little idle virtual time for pauses to happen by themselves)."""
+        return self._entropy.random() < SESSION_PAUSE_SHARE
+
     def crash_point(self, calls: int) -> int:
         """After how many of an execution's `calls` tool calls its worker crashes."""
         return int(self._entropy.random() * (calls + 1))
@@ -81,8 +90,8 @@ class SimSandbox:
         self._clock = clock
         # Real directories (in the run's data dir): file operations are deterministic.
         self.workspaces = Workspaces(workspace_root)
-        # Code runs one-shot in the simulation: sessions that keep state are not modelled.
-        self.sessions = SessionsOff("the simulator does not model code sessions")
+        # The server's SimServer gives each sandbox the world's sessions (kelpie.sim._sessions).
+        self.sessions: CodeSessions = SessionsOff("no sessions in this simulated sandbox")
         self._faults = faults
         self.size = pool_size
         # Every pool worker is warm, busy (running a call) or starting.
@@ -116,6 +125,9 @@ class SimSandbox:
             self._replace_worker()
 
     async def close(self) -> None:
+        """The incarnation's end (a crash, in the simulator)."""
+        if isinstance(self.sessions, SimSessions):
+            self.sessions.crash()
         self._closed = True
         for task in self._refills:
             task.cancel()
@@ -157,7 +169,7 @@ class SimSandbox:
                 return ToolJobResult(status="error", error=text, stderr=text)
             if job.function_name is None:
                 crash = fault == "sandbox_crash"
-                result = await _run_code(job, calls, self._faults if crash else None)
+                result = await self.run_code(job, calls, self._faults if crash else None, {})
                 lost = crash
             else:
                 result = _execute(job)
@@ -173,6 +185,36 @@ class SimSandbox:
                     self.lose_worker()
                 else:
                     self.starting += 1  # the process is gone: nothing replaces it
+
+    def attach_sessions(self, world: SessionWorld, *, idle_s: float) -> None:
+        """Code sessions for this incarnation, over the world's paused ones."""
+        self.sessions = SimSessions(world, self, self._clock, self._faults, idle_s=idle_s)
+
+    async def run_in_session(
+        self, job: ToolJob, calls: HostCalls | None, namespace: dict[str, Any]
+    ) -> tuple[ToolJobResult, bool]:
+        """A code job in a session's namespace, with the sandbox's faults: the result, and
+        whether the session survived it (a crash or a timeout kills the session)."""
+        fault, delay = self._faults.draw()
+        if fault == "sandbox_slow_start":
+            await self._clock.sleep(delay)
+        if fault == "sandbox_timeout":
+            await self._clock.sleep(job.limits.timeout_s)
+            text = timeout_error(job.limits.timeout_s)
+            return ToolJobResult(status="error", error=text, stderr=text), False
+        crash = fault == "sandbox_crash"
+        result = await self.run_code(job, calls, self._faults if crash else None, namespace)
+        return result, not crash
+
+    async def run_code(
+        self,
+        job: ToolJob,
+        calls: HostCalls | None,
+        crash: SandboxFaultInjector | None,
+        namespace: dict[str, Any],
+    ) -> ToolJobResult:
+        """One code-mode execution (one-shot or in a session): the planted bugs' seam."""
+        return await _run_code(job, calls, crash, namespace)
 
 
 def _execute(job: ToolJob) -> ToolJobResult:
@@ -202,14 +244,18 @@ def _execute(job: ToolJob) -> ToolJobResult:
 
 
 async def _run_code(
-    job: ToolJob, calls: HostCalls | None, crash: SandboxFaultInjector | None
+    job: ToolJob,
+    calls: HostCalls | None,
+    crash: SandboxFaultInjector | None,
+    namespace: dict[str, Any],
 ) -> ToolJobResult:
     """Code mode, simulated: the snippet runs with tools that record their calls, then the
-    calls go to the host one by one, as the production worker sends them. So the snippets a
-    workload writes must not depend on what the tools return. With `crash`, the worker dies
-    between two of the calls (or before the first, or after the last)."""
+        calls go to the host one by one, as the production worker sends them. So the snippets a
+        workload writes must not depend on what the tools return. With `crash`, the worker dies
+        between two of the calls (or before the first, or after the last). In a session,
+    `namespace` is the session's own and keeps what the code leaves in it."""
     recorded: list[tuple[str, dict[str, Any]]] = []
-    namespace: dict[str, Any] = {"__name__": "__main__"}
+    namespace.setdefault("__name__", "__main__")
     for stub in job.tools:
         namespace[stub.name] = _recorder(stub, recorded)
     printed = io.StringIO()

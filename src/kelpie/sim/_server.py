@@ -26,6 +26,7 @@ from kelpie.sim._faults import FaultPlan
 from kelpie.sim._llm import LlmFaultInjector, SimModel
 from kelpie.sim._mcp import McpFaultInjector, SimMcp
 from kelpie.sim._sandbox import SandboxFaultInjector, SimSandbox
+from kelpie.sim._sessions import SessionWorld
 from kelpie.sim._store import FaultyStore, RequestFaults, SimCrash, current_request
 from kelpie.sim._web import SimWeb
 from kelpie.storage import SqliteStore, Store
@@ -36,6 +37,9 @@ SIM_DB_FILE: Final = "sim.db"
 _SIM_OPENAI_BASE_URL: Final = "http://llm.sim/v1"
 
 StoreWrapper = Callable[[Store], Store]
+# Code sessions idle this long are paused (production: 120 s): a simulated run is minutes
+# of virtual time, and pauses, restores and crashes of paused sessions should all happen.
+SIM_SESSION_IDLE_S: Final = 5.0
 # Builds each incarnation's sandbox (the planted bugs swap in a faulty one).
 SandboxFactory = Callable[[SimClock, SandboxFaultInjector, int], SimSandbox]
 # Builds each incarnation's MCP servers (the planted bugs swap in faulty ones).
@@ -87,6 +91,8 @@ class SimServer:
         self.sandbox_faults = SandboxFaultInjector(plan, entropy.fork("faults/sandbox"))
         self._sandbox_factory = sandbox_factory or _sim_sandbox
         self.sandbox: SimSandbox | None = None
+        # Code sessions paused to disk outlive incarnations, as their images do.
+        self.sessions = SessionWorld()
         # And the MCP servers' faults; each incarnation has its own connections (all kept,
         # for the connection check at the end of the run).
         self.mcp_faults = McpFaultInjector(plan, entropy.fork("faults/mcp"))
@@ -112,7 +118,11 @@ class SimServer:
     async def _boot(self) -> None:
         assert not self._up.is_set(), "server already up"
         self.incarnation += 1
-        config = Config(data_dir=self._data_dir, openai_base_url=_SIM_OPENAI_BASE_URL)
+        config = Config(
+            data_dir=self._data_dir,
+            openai_base_url=_SIM_OPENAI_BASE_URL,
+            code_session_idle_s=SIM_SESSION_IDLE_S,
+        )
         store: Store = SqliteStore.open(self._data_dir / SIM_DB_FILE, synchronous="OFF")
         if self._store_wrapper is not None:
             store = self._store_wrapper(store)
@@ -147,6 +157,7 @@ class SimServer:
             self._clock, self.sandbox_faults, config.sandbox_pool_size
         )
         self.sandbox.workspaces = Workspaces(config.data_dir / "workspaces")
+        self.sandbox.attach_sessions(self.sessions, idle_s=config.code_session_idle_s)
         return self.sandbox
 
     def _new_mcp(self) -> SimMcp:

@@ -111,7 +111,7 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
     expect_custom_calls(journal, agent, token, calls)
     mcp = mcp_call_count(agent, client.entropy.random())
     code = code_token_count(agent, client.entropy)
-    expect_code_call(journal, token, code)
+    expect_code_call(journal, token, code, client.model.sessions, agent.id)
     text = f"record {TOKEN_MARK}{token} {CALLS_MARK}{calls} {MCP_MARK}{mcp} {CODE_MARK}{code}"
     otid = client.entropy.new_id("otid").removeprefix("otid-")
     body = {
@@ -145,7 +145,15 @@ async def send_background(client: "Client", agent: AgentModel) -> None:
         "send_background", agent, token, mcp, items, outcome.faults, complete=complete
     )
     check_code_return(
-        "send_background", journal, agent, token, code, items, outcome.faults, complete=complete
+        "send_background",
+        journal,
+        agent,
+        token,
+        code,
+        items,
+        outcome.faults,
+        complete=complete,
+        sessions=client.model.sessions,
     )
     if agent.working_memory_tools and complete:
         # The turn's working_memory_set committed with its step, or failed and wrote nothing.

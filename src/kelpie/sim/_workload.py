@@ -489,7 +489,7 @@ class Client(MemoryOperations, McpOperations):
         expect_custom_calls(journal, agent, token, calls)
         mcp = mcp_call_count(agent, self._entropy.random())
         code = code_token_count(agent, self._entropy)
-        expect_code_call(journal, token, code)
+        expect_code_call(journal, token, code, self.model.sessions, agent.id)
         text = (
             f"please record {TOKEN_MARK}{token} {CALLS_MARK}{calls} {MCP_MARK}{mcp}"
             f" {CODE_MARK}{code}"
@@ -532,6 +532,7 @@ class Client(MemoryOperations, McpOperations):
             outcome.body["messages"],
             outcome.faults,
             complete=True,
+            sessions=self.model.sessions,
         )
         if calls or mcp or code:
             await check_run_ended(self, "send_message", outcome.body)

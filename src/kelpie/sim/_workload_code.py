@@ -31,9 +31,10 @@ from typing import Any, Final
 from kelpie.env import Entropy
 from kelpie.sim._checks import FAILURE_FAULTS, LLM_FAULTS, require
 from kelpie.sim._faults import SANDBOX_FAULTS
-from kelpie.sim._llm import CODE_TOOL, code_call_id, code_tokens
+from kelpie.sim._llm import CODE_TOOL, SESSION_RUNS_PREFIX, code_call_id, code_tokens
 from kelpie.sim._model import AgentModel, BlockModel, CodeCallModel
 from kelpie.sim._sandbox import CRASH_ERROR
+from kelpie.sim._sessions import SessionWorld
 from kelpie.sim._workload_tools import TIMEOUT_ERROR_PREFIX, returned_text
 
 # Share of agents created with run_code_with_tools, and of their turns that run code.
@@ -51,12 +52,44 @@ def code_token_count(agent: AgentModel, entropy: Entropy) -> int:
     return 1 + entropy.choice_index(CODE_TOKENS_MAX)
 
 
-def expect_code_call(journal: BlockModel, token: str, count: int) -> None:
-    """Before a turn is sent: the lines its code may add to the journal."""
+def expect_code_call(
+    journal: BlockModel, token: str, count: int, sessions: SessionWorld | None, agent_id: str
+) -> None:
+    """Before a turn is sent: the lines its code may add to the journal, and how many times
+    its agent's session was lost so far."""
     if count:
-        call = CodeCallModel(code_tokens(token, count))
+        losses = 0 if sessions is None else sessions.losses[agent_id]
+        call = CodeCallModel(code_tokens(token, count), losses_at_send=losses)
         journal.code_calls[code_call_id(token)] = call
         journal.tokens_maybe.update(call.tokens)
+
+
+def check_session_runs(
+    what: str,
+    agent: AgentModel,
+    call: CodeCallModel,
+    stdout: Any,
+    sessions: SessionWorld | None,
+) -> None:
+    """The code's session count (`runs N`) only grows while the session was never lost:
+    a session paused when idle, restored, or kept across a restart, remembers its runs, and
+    no other agent's code adds to them. After a loss it may start again from 1. A loss
+    between the last seen run's send and now may have come before or after that run."""
+    prefix = SESSION_RUNS_PREFIX
+    runs = None
+    if isinstance(stdout, list) and len(stdout) == 1 and str(stdout[0]).startswith(prefix):
+        runs = int(str(stdout[0])[len(prefix) :].strip())
+    require(runs is not None and runs >= 1, f"{what}: code printed {stdout!r}")
+    assert runs is not None
+    losses = 0 if sessions is None else sessions.losses[agent.id]
+    if losses == agent.session_losses:
+        require(
+            runs > agent.session_runs,
+            f"{what}: code ran {runs} times in its session, after {agent.session_runs}"
+            " seen, and the session was never lost",
+        )
+    agent.session_runs = runs
+    agent.session_losses = call.losses_at_send
 
 
 def check_code_return(
@@ -69,6 +102,7 @@ def check_code_return(
     faults: tuple[str, ...],
     *,
     complete: bool,
+    sessions: SessionWorld | None,
 ) -> None:
     """A turn's code call against what code mode returns; `complete` when the turn is over
     (acknowledged, or its whole stream read). Records the return's status, for the
@@ -118,6 +152,7 @@ def check_code_return(
             body["func_return"] is None and body["stderr"] == [],
             f"{what}: code call {call_id} returned {text!r}",
         )
+        check_session_runs(what, agent, call, body["stdout"], sessions)
         journal.tokens_certain.update(call.tokens)
     else:
         require(
