@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: serve test check bench sim-sweep clean
+.PHONY: serve test check bench fuzz sim-sweep clean
 
 $(STAMP): pyproject.toml scripts/bootstrap
 	PYTHON=$(PYTHON) scripts/bootstrap
@@ -25,6 +25,13 @@ check: $(STAMP)
 
 test: check
 	$(BIN)/pytest -n 2 $(ARGS)
+
+# The long OpenAPI fuzz (the suite runs a short, deterministic one): 100 cases per
+# operation per phase, random under a seed; pass another with FUZZ_SEED=N.
+FUZZ_SEED ?= 1
+fuzz: $(STAMP)
+	KELPIE_FUZZ_EXAMPLES=100 KELPIE_FUZZ_SEED=$(FUZZ_SEED) $(BIN)/pytest --timeout=1800 \
+		tests/api/test_openapi_fuzz.py $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_api.py $(ARGS)

@@ -193,8 +193,16 @@ class LeanClient:
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         payload = None if body is None else json.dumps(body)
         headers = {"content-type": "application/json"} if payload is not None else {}
-        self._connection.request(method, path, payload, headers)
-        response = self._connection.getresponse()
+        try:
+            self._connection.request(method, path, payload, headers)
+            response = self._connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the kept-alive connection while it sat idle (past its
+            # keep-alive time, as when a loaded machine makes other servers' blocks long):
+            # the request never reached it, so it is sent again on a fresh connection.
+            self._connection.close()
+            self._connection.request(method, path, payload, headers)
+            response = self._connection.getresponse()
         return response.status, response.read()
 
 

@@ -22,6 +22,8 @@ import httpx
 import pytest
 from letta_client import Letta
 
+from kelpie.storage._pgserver import LocalPostgres
+
 TESTS_DIR: Final = Path(__file__).resolve().parent
 FAKE_LLM_SCRIPT: Final = TESTS_DIR / "fakes" / "llm_server.py"
 
@@ -345,3 +347,14 @@ def script(llm_server: str) -> Iterator[LlmScript]:
         llm = LlmScript(control)
         llm.clear()
         yield llm
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A PostgreSQL 16 with pgvector for the session (one per xdist worker, each on its own
+    socket), run as an unprivileged user when the tests run as root; stopped at the end."""
+    server = LocalPostgres.start()
+    try:
+        yield server
+    finally:
+        server.stop()

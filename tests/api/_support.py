@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import httpx
 from letta_client import APIStatusError, Letta, Omit, omit
 from letta_client.types import AgentState, AgentType, CreateBlockParam
 
@@ -92,6 +93,30 @@ def error_detail(exc: APIStatusError) -> object:
     assert isinstance(body, dict), f"error body is not a JSON object: {exc.response.text!r}"
     assert "detail" in body, f"error body has no 'detail': {body!r}"
     return body["detail"]
+
+
+OPEN_ROUTES: Final = frozenset({"/v1/health", "/v1/health/", "/v1/ready"})
+
+
+def assert_every_route_refused(http: httpx.Client, credentials: Mapping[str, str]) -> None:
+    """Walks the whole route table (from the server's own OpenAPI document, read with
+    `credentials`) without any: every route but health must answer 401, so a new route,
+    one that runs code most of all, cannot forget auth."""
+    schema = http.get("/openapi.json", headers=dict(credentials)).json()
+    walked = []
+    for path, operations in schema["paths"].items():
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        for method in operations:
+            response = http.request(method.upper(), concrete, json={})
+            walked.append(f"{method.upper()} {path}")
+            if path in OPEN_ROUTES:
+                continue
+            assert response.status_code == 401, f"{method.upper()} {path}: {response.text}"
+            assert isinstance(response.json()["detail"], str), response.text
+    assert "POST /v1/tools/run" in walked
+    assert "POST /v1/agents/{agent_id}/tools/{tool_name}/run" in walked
+    assert "POST /v1/admin/api-keys" in walked
+    assert len(walked) >= 80, walked  # the table, not a stub of it
 
 
 # --- The agent loop: scripted model answers and what the model was sent -----------------

@@ -132,7 +132,7 @@ def test_config_letta_server_password_is_a_fallback() -> None:
 
 
 def test_config_non_numeric_port_is_rejected() -> None:
-    with pytest.raises(ValueError, match="invalid literal"):
+    with pytest.raises(ValueError, match="KELPIE_PORT must be an integer, not 'eighty'"):
         Config.from_environ({"KELPIE_PORT": "eighty"})
 
 

@@ -178,6 +178,7 @@ def test_every_table_with_created_at_has_a_cursor_index(tmp_path: Path) -> None:
         "archives",
         "passages",
         "mcp_servers",
+        "api_keys",
         *KEY_PAGED_TABLES,
     }
     for table in set(tables) - set(KEY_PAGED_TABLES):
@@ -368,3 +369,51 @@ def test_a_version_1_database_is_upgraded_with_its_rows(
     assert _migrations.at_head(db_path) is True
     with contextlib.closing(sqlite3.connect(db_path)) as db:
         assert db.execute("SELECT id FROM messages").fetchall() == [("message-1",)]
+
+
+def test_in_context_ids_move_from_the_json_rows_to_context_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 9: each agent's `message_ids` and each conversation's in-context ids become
+    rows of context_messages, in order, and leave the rows' JSON."""
+    current = _migrations.migrations_dir()
+    previous = tmp_path / "before-context-messages"
+    previous.mkdir()
+    for path in sorted(current.glob("*.sql")):
+        if path.name < "0009":
+            (previous / path.name).write_text(path.read_text())
+    db_path = tmp_path / "kelpie.db"
+    with monkeypatch.context() as patched:
+        patched.setattr(_migrations, "migrations_dir", lambda: previous)
+        _migrations.apply(db_path)
+    agent = '{"id": "agent-1", "message_ids": ["m-sys", "m-1", "m-2"]}'
+    conversation = (
+        '{"id": "conv-1", "agent_id": "agent-1", "in_context_message_ids": ["c-0", "c-1"]}'
+    )
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+        db.execute(
+            "INSERT INTO agents (id, name, agent_type, created_at, updated_at, data)"
+            " VALUES ('agent-1', 'ada', 'letta_v1_agent', 1, 1, ?)",
+            (agent,),
+        )
+        db.execute(
+            "INSERT INTO conversations (id, agent_id, created_at, updated_at, data)"
+            " VALUES ('conv-1', 'agent-1', 1, 1, ?)",
+            (conversation,),
+        )
+
+    _migrations.apply(db_path)
+
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        rows = db.execute(
+            "SELECT thread, message_id FROM context_messages ORDER BY thread, position"
+        ).fetchall()
+        heads = db.execute(
+            "SELECT (SELECT context_next FROM agents), (SELECT context_next FROM conversations)"
+        ).fetchone()
+        agent_json = db.execute("SELECT data FROM agents").fetchone()[0]
+        conversation_json = db.execute("SELECT data FROM conversations").fetchone()[0]
+    assert rows == [("", "m-sys"), ("", "m-1"), ("", "m-2"), ("conv-1", "c-0"), ("conv-1", "c-1")]
+    assert heads == (3, 2)
+    assert "message_ids" not in agent_json
+    assert "in_context_message_ids" not in conversation_json

@@ -13,7 +13,14 @@ import pytest
 
 from kelpie.env import SystemClock
 from kelpie.obs import Metrics
-from kelpie.sandbox import HostCalls, SessionsOff, ToolJob, ToolJobResult, Workspaces
+from kelpie.sandbox import (
+    HostCalls,
+    InterpreterOff,
+    SessionsOff,
+    ToolJob,
+    ToolJobResult,
+    Workspaces,
+)
 from kelpie.schemas import PipRequirement, Tool, ToolType
 from kelpie.tools import (
     CustomToolRunner,
@@ -77,6 +84,10 @@ class RecordingSandbox:
     @property
     def sessions(self) -> SessionsOff:
         return SessionsOff("not in these tests")
+
+    @property
+    def interpreter(self) -> InterpreterOff:
+        return InterpreterOff("not in these tests")
 
     async def run(self, job: ToolJob, calls: HostCalls | None = None) -> ToolJobResult:
         self.jobs.append(job)

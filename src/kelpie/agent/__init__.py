@@ -18,6 +18,7 @@ from kelpie.agent._compaction import (
     summarize,
     summary_fields,
 )
+from kelpie.agent._context import ThreadContext
 from kelpie.agent._events import closing_items, error_item, stop_item
 from kelpie.agent._loop import HEARTBEAT_AGENT_TYPES, AgentLoop, usage_statistics
 from kelpie.agent._prompt import (
@@ -54,6 +55,7 @@ __all__ = [
     "Item",
     "NoEvents",
     "NothingToCompact",
+    "ThreadContext",
     "Turn",
     "TurnEvents",
     "TurnResult",

@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from kelpie.agent._context import message_chars
 from kelpie.agent._prompt import format_letta_time
 from kelpie.llm import ChatMessage, LlmClient, LlmRequest
 from kelpie.schemas import LlmConfig, Message
@@ -43,9 +44,12 @@ class CompactionPlan:
 
 
 def estimate_tokens(messages: Sequence[Message], tools_chars: int = 0) -> int:
-    chars = sum(len(m.text or "") + len(m.reasoning or "") for m in messages)
-    chars += sum(len(c.arguments) for m in messages for c in m.tool_calls)
-    return (chars + tools_chars) // CHARS_PER_TOKEN
+    return (sum(message_chars(m) for m in messages) + tools_chars) // CHARS_PER_TOKEN
+
+
+def chars_over_window(chars: int, context_window: int) -> bool:
+    """Whether a prompt of `chars` characters (messages and tools) calls for compaction."""
+    return chars // CHARS_PER_TOKEN > context_window * COMPACTION_TRIGGER_FRACTION
 
 
 def should_compact(messages: Sequence[Message], tools_chars: int, context_window: int) -> bool:

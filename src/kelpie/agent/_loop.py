@@ -16,12 +16,13 @@ from typing import Any, Final
 
 from kelpie.agent._compaction import (
     NothingToCompact,
+    chars_over_window,
     compaction_mode,
     plan_compaction,
-    should_compact,
     summarize,
     summary_fields,
 )
+from kelpie.agent._context import message_chars
 from kelpie.agent._events import DeltaStreamer, closing_items
 from kelpie.agent._prompt import append_available_skills, compile_system_prompt, uses_line_numbers
 from kelpie.agent._render import SEND_MESSAGE_TOOL, expand
@@ -29,8 +30,9 @@ from kelpie.agent._returns import package_return, truncate_return
 from kelpie.agent._rules import ToolRuleSolver
 from kelpie.agent._turn import ApprovalReply, Item, Turn, TurnResult, to_chat
 from kelpie.env import Env
-from kelpie.llm import LlmError, LlmRequest, LlmResponse, ToolCall, ToolSpec, Usage
+from kelpie.llm import ChatMessage, LlmError, LlmRequest, LlmResponse, ToolCall, ToolSpec, Usage
 from kelpie.memory import MemorySearch
+from kelpie.obs import TraceAttr
 from kelpie.schemas import (
     MESSAGE_PREFIX,
     RETURN_CHAR_LIMIT_DEFAULT,
@@ -101,8 +103,9 @@ class AgentLoop:
         self._registry = default_registry(env)
 
     async def run_turn(self, turn: Turn) -> TurnResult:
-        history = await self._env.store.get_messages(turn.context_ids)
-        return await _TurnRunner(self._env, self._memory, self._registry, turn, history).run()
+        """Runs the turn on `turn.context`, which then holds what the turn committed. When
+        it raises, the context may be stale: the caller drops it."""
+        return await _TurnRunner(self._env, self._memory, self._registry, turn).run()
 
 
 @dataclasses.dataclass
@@ -119,7 +122,6 @@ class _TurnRunner:
         memory: MemorySearch,
         registry: ToolRegistry,
         turn: Turn,
-        history: list[Message],
     ) -> None:
         self._env = env
         self._memory = memory
@@ -143,24 +145,46 @@ class _TurnRunner:
             called=self._called,
         )
         # History is in creation order: its last message is the newest.
-        self._floor_us = us_from_datetime(history[-1].created_at) if history else 0
-        if history and history[0].role == "system":
-            self._system, self._history = history[0], history[1:]
-        else:
-            self._system, self._history = self._message(role="system", text=""), history
+        context = turn.context
+        last = context.last
+        self._floor_us = us_from_datetime(last.created_at) if last is not None else 0
+        # The thread's messages before the turn, their chat form and characters: read-only
+        # here (the context is updated when the turn is over), replaced by compaction.
+        self._history = context.history
+        self._history_chat = context.chat
+        self._history_chars = context.chars
+        # Messages of the history not stored yet (a compaction's summary).
+        self._unsaved: list[Message] = []
+        # Whether the next commit writes the thread's whole list (after a compaction, or
+        # when the thread had no system message); otherwise it appends to it.
+        self._replaced = context.system is None
+        self._system = context.system or self._message(role="system", text="")
+        self._head = context.head
+        self._appended = 0  # how many of self.new the stored list has
+        self._chat_forms: dict[str, tuple[Message, list[ChatMessage]]] = {}
         self._system_dirty = True
         # Stream items that go out with the next commit besides the step's messages.
         self._extra_items: list[Item] = []
         self.new: list[Message] = []
         if turn.approval is None:
             self.new = [self._message(**fields) for fields in turn.input]
-        self._committed: set[str] = {m.id for m in history}
+        self._committed: set[str] = set() if context.system is None else {self._system.id}
         self._last_output: str | None = None
         self._usage = Usage()
         self._steps = 0
         self._heartbeat = turn.agent.agent_type in HEARTBEAT_AGENT_TYPES
 
     async def run(self) -> TurnResult:
+        turn = self._turn
+        with self._env.tracing.turn(turn.agent.id, turn.run.id, turn.agent.agent_type) as span:
+            result = await self._run()
+            span.set_attribute(TraceAttr.STOP_REASON, result.stop_reason)
+            span.set_attribute(TraceAttr.STEPS, result.steps)
+            if result.error is not None:
+                span.fail(result.error.error_type)
+        return result
+
+    async def _run(self) -> TurnResult:
         started_s = self._env.clock.monotonic_s()
         stop: StopReason = "max_steps"
         error: LlmError | None = None
@@ -180,6 +204,7 @@ class _TurnRunner:
         problem = None if error is None else (error.error_type, str(error), error.detail)
         closing = closing_items(run.id, stop, self._usage_statistics(), problem)
         await self._commit(None, run, closing, final=True)
+        self._settle_context()
         elapsed_s = self._env.clock.monotonic_s() - started_s
         self._env.metrics.record_turn(stop, self._steps, elapsed_s)
         return TurnResult(
@@ -194,8 +219,13 @@ class _TurnRunner:
     # One step -------------------------------------------------------------------------
 
     async def _step(self) -> StopReason | None:
+        with self._env.tracing.step():
+            return await self._run_step()
+
+    async def _run_step(self) -> StopReason | None:
         turn = self._turn
         step = _Step(id=self._env.entropy.new_id(STEP_PREFIX), start=len(self.new))
+        self._env.tracing.annotate(TraceAttr.STEP_ID, step.id)
         allowed, must_call = self._solver.allowed(
             list(self._tools), self._called, self._last_output
         )
@@ -205,7 +235,7 @@ class _TurnRunner:
         self._recompile()
         request = LlmRequest(
             config=turn.llm_config,
-            messages=tuple(to_chat([self._request_system(), *self._history, *self.new])),
+            messages=(*to_chat([self._request_system()]), *self._history_chat, *self._new_chat()),
             tools=tuple(specs),
             tool_choice="required" if must_call and allowed else None,
             parallel_tool_calls=bool(turn.llm_config.parallel_tool_calls),
@@ -314,8 +344,9 @@ class _TurnRunner:
         context window (before the call, so a full thread never bricks the agent)."""
         window = self._turn.llm_config.context_window
         tools_chars = sum(len(str(spec.parameters)) + len(spec.description) for spec in specs)
-        context = [self._system, *self._history, *self.new]
-        if len(self._history) < 2 or not should_compact(context, tools_chars, window):
+        chars = message_chars(self._system) + self._history_chars + tools_chars
+        chars += sum(message_chars(m) for m in self.new)
+        if len(self._history) < 2 or not chars_over_window(chars, window):
             return
         mode, prompt = compaction_mode(self._turn.agent.compaction_settings)
         try:
@@ -327,6 +358,10 @@ class _TurnRunner:
         fields = summary_fields(summary, len(chosen.evicted), total, self._now(), self._timezone())
         message = self._message(**fields)
         self._history = [message, *chosen.kept]
+        self._history_chat = to_chat(self._history)
+        self._history_chars = sum(message_chars(m) for m in self._history)
+        self._unsaved.append(message)
+        self._replaced = True
         self._system_dirty = True
         if self._turn.include_compaction_messages:
             stats = {
@@ -586,16 +621,18 @@ class _TurnRunner:
     async def _commit(
         self, step: _Step | None, run: Run | None, items: Sequence[Item], *, final: bool
     ) -> None:
+        # Only what the turn added or changed: the history before it is stored already.
         pending = [
-            m for m in [self._system, *self._history, *self.new] if m.id not in self._committed
+            m for m in [self._system, *self._unsaved, *self.new] if m.id not in self._committed
         ]
         if step is None and not pending and run is None and not items:
             return
-        ids = [self._system.id, *(m.id for m in self._history), *(m.id for m in self.new)]
+        replaced = self._replaced
         thread = ThreadUpdate(
             agent_id=self._turn.agent.id,
             conversation_id=self._turn.conversation_id,
-            message_ids=tuple(ids),
+            message_ids=self._thread_ids() if replaced else None,
+            appended=() if replaced else tuple(m.id for m in self.new[self._appended :]),
             updated_at=max(self._now(), self._turn.agent.updated_at),
             finished_run=run if run is not None and run.status != "running" else None,
         )
@@ -615,15 +652,43 @@ class _TurnRunner:
         )
 
         async def write(events: tuple[RunEvent, ...]) -> None:
-            started_s = self._env.clock.monotonic_s()
-            await self._env.store.commit_step(dataclasses.replace(commit, events=events))
-            self._env.metrics.record_step_commit(self._env.clock.monotonic_s() - started_s)
+            with self._env.tracing.commit(final=final, messages=len(pending)):
+                started_s = self._env.clock.monotonic_s()
+                await self._env.store.commit_step(dataclasses.replace(commit, events=events))
+                self._env.metrics.record_step_commit(self._env.clock.monotonic_s() - started_s)
 
         await self._turn.events.commit(items, write, final=final)
         self._committed.update(m.id for m in pending)
+        self._head = thread.next_head(self._head)
+        self._replaced, self._appended, self._unsaved = False, len(self.new), []
         if pending or session.passages:
             self._memory.notify_written()
         session.committed()
+
+    def _thread_ids(self) -> tuple[str, ...]:
+        """The thread's whole in-context list (written after a compaction)."""
+        return (self._system.id, *(m.id for m in self._history), *(m.id for m in self.new))
+
+    def _new_chat(self) -> list[ChatMessage]:
+        """The chat form of the turn's messages, each made once."""
+        chat: list[ChatMessage] = []
+        for message in self.new:
+            made = self._chat_forms.get(message.id)
+            if made is None or made[0] is not message:
+                made = (message, to_chat([message]))
+                self._chat_forms[message.id] = made
+            chat += made[1]
+        return chat
+
+    def _settle_context(self) -> None:
+        """The thread's kept context now holds what the turn committed."""
+        context = self._turn.context
+        if self._history is context.history:
+            context.system = self._system
+            context.extend(self.new)
+        else:
+            context.reset([self._system, *self._history, *self.new])
+        context.head = self._head
 
     def _step_record(self, step: _Step) -> Step:
         config = self._turn.llm_config

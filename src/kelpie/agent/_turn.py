@@ -3,7 +3,7 @@
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kelpie.llm import ChatMessage, LlmClient, LlmError, ToolCall, ToolSpec, Usage
 from kelpie.schemas import (
@@ -18,6 +18,9 @@ from kelpie.schemas import (
     Tool,
     ToolResult,
 )
+
+if TYPE_CHECKING:
+    from kelpie.agent._context import ThreadContext
 
 Item = dict[str, Any]
 # Writes a step's records together with the stream events it is handed.
@@ -69,8 +72,8 @@ class Turn:
     llm_config: LlmConfig
     run: Run
     conversation_id: str | None
-    # The thread's in-context message ids when the turn starts (system message first).
-    context_ids: Sequence[str]
+    # The thread's in-context messages when the turn starts (kept by the activation).
+    context: "ThreadContext"
     # Input messages as Message fields (role, text, content_parts, otid, sender_id, name).
     input: Sequence[dict[str, Any]]
     approval: ApprovalReply | None = None

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from kelpie import __version__
 from kelpie.api import (
+    admin_keys,
     agent_files,
     agents,
     archives,
@@ -37,21 +38,27 @@ from kelpie.env import Env
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Background work that lives as long as the app: the embedding worker and the MCP
-    endpoint's session manager. (The simulator enters this context itself; an ASGI
-    transport does not.)"""
+    """Background work that lives as long as the app: the embedding worker, housekeeping
+    (pruning expired run streams) and the MCP endpoint's session manager. (The simulator
+    enters this context itself; an ASGI transport does not.)"""
     services: Services = app.state.services
     endpoint: McpEndpoint = app.state.mcp_endpoint
-    worker = asyncio.ensure_future(services.memory.run_worker())
+    workers = [
+        asyncio.ensure_future(services.memory.run_worker()),
+    ]
+    services.messages.housekeeping.run_ended()  # a pass at start-up
     try:
         async with endpoint.running():
             yield
     finally:
-        worker.cancel()
-        await asyncio.wait([worker])
-        if not worker.cancelled():
-            # It can only have stopped by dying with the process (the simulator's crash).
-            worker.exception()
+        await services.messages.housekeeping.close()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.wait(workers)
+        for worker in workers:
+            if not worker.cancelled():
+                # It can only have stopped by dying with the process (the simulator's crash).
+                worker.exception()
 
 
 def create_app(env: Env) -> FastAPI:
@@ -61,6 +68,10 @@ def create_app(env: Env) -> FastAPI:
         version=__version__,
         description="A self-hosted runtime for stateful agents that speaks the Letta REST API.",
         redirect_slashes=False,
+        # Kelpie traces requests itself (kelpie.obs.Tracing, api._observe): FastAPI's own
+        # spans, metrics and logs would double them once a global OpenTelemetry provider is
+        # set (tracing on), and its auto-configuration would start exporters of its own.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
         # Served by install_docs from local files, not FastAPI's CDN-loaded pages.
         docs_url=None,
         redoc_url=None,
@@ -82,7 +93,7 @@ def create_app(env: Env) -> FastAPI:
     for path in (MCP_PATH, f"{MCP_PATH}/"):
         # An ASGI endpoint (not a request handler): the session manager answers itself.
         app.router.routes.append(Route(path, endpoint, methods=["GET", "POST", "DELETE"]))
-    for module in (agent_files, messages_global, cloud):
+    for module in (agent_files, messages_global, cloud, admin_keys):
         app.include_router(module.router)
     app.add_middleware(
         GuardMiddleware,
@@ -91,6 +102,7 @@ def create_app(env: Env) -> FastAPI:
         body_timeout_s=env.config.body_timeout_s,
         auth_failures_max=env.config.auth_failures_max,
         auth_failure_window_s=env.config.auth_failure_window_s,
+        api_keys=app.state.services.api_key_cache,
     )
     install_docs(app)
     install_observability(app, env, app.state.services)

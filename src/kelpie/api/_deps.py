@@ -14,6 +14,8 @@ from kelpie.service import (
     AgentExporter,
     AgentImporter,
     AgentService,
+    ApiKeyCache,
+    ApiKeyService,
     ArchiveService,
     BlockService,
     ContextService,
@@ -51,10 +53,14 @@ class Services:
     memory: MemorySearch
     # The activation table behind `messages` (read by the metrics).
     runtime: AgentRuntime
+    # The key records the guard checks requests against, and their management.
+    api_key_cache: ApiKeyCache
+    api_keys: ApiKeyService
 
     @classmethod
     def build(cls, env: Env) -> "Services":
         agents = AgentService(env)
+        key_cache = ApiKeyCache(env.store, env.clock)
         memory = MemorySearch(env.store, env.embedder, env.clock)
         runtime = AgentRuntime(
             env.clock,
@@ -79,6 +85,10 @@ class Services:
             recall=RecallService(env, memory),
             memory=memory,
             runtime=runtime,
+            api_key_cache=key_cache,
+            api_keys=ApiKeyService(
+                env.store, env.clock, env.entropy.fork("api-keys"), cache=key_cache
+            ),
         )
 
 

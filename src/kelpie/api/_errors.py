@@ -38,8 +38,8 @@ _NO_RETRY_STATUSES: Final = frozenset({409})
 log = logging.getLogger(__name__)
 
 
-def status_for(error: KelpieError) -> int:
-    for cls in type(error).__mro__:
+def status_of(error_type: type[KelpieError]) -> int:
+    for cls in error_type.__mro__:
         status = STATUS_BY_ERROR.get(cls)
         if status is not None:
             return status
@@ -48,7 +48,7 @@ def status_for(error: KelpieError) -> int:
 
 async def _kelpie_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, KelpieError)
-    status = status_for(error)
+    status = status_of(type(error))
     headers = None
     if status in _NO_RETRY_STATUSES:
         headers = {"x-should-retry": "false"}

@@ -10,6 +10,8 @@ from starlette.types import Message, Receive
 
 from kelpie.env import Clock
 
+# Letta exempts health and readiness from password checks.
+OPEN_PATHS: Final = frozenset({"/v1/health", "/v1/ready"})
 # Client addresses whose failures are remembered; past this the least recently failed go.
 THROTTLED_ADDRESSES_MAX: Final = 10_000
 

@@ -1,21 +1,20 @@
 """Transport conventions and guards that run before routing: one trailing-slash form, HEAD
 answered as GET, the request-body ceiling (counted as the body streams) and its read
-timeout, and Letta's optional password mode with failed attempts throttled per address.
-Pure ASGI, so they cost nothing on the hot path."""
+timeout, and authentication (the password or an API key, checked by `_auth`). Pure ASGI,
+so they cost nothing on the hot path."""
 
-import hmac
 import json
 from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kelpie.api._limits import AuthThrottle, LimitedReceive, body_rejection
+from kelpie.api._auth import CREDENTIAL_SCOPE_KEY, Authenticator, Refusal
+from kelpie.api._limits import OPEN_PATHS, LimitedReceive, body_rejection
 from kelpie.api.mcp_endpoint import MCP_PATH
 from kelpie.env import Clock
+from kelpie.service import ApiKeyCache
 
 REQUEST_BODY_BYTES_MAX: Final = 32 * 1024 * 1024
-# Letta exempts health and readiness from password checks.
-_OPEN_PATHS: Final = frozenset({"/v1/health", "/v1/ready"})
 _CLOSE: Final = (b"connection", b"close")
 
 
@@ -28,24 +27,6 @@ async def _reply(
     await send({"type": "http.response.body", "body": body})
 
 
-def _offered(headers: dict[bytes, bytes]) -> list[bytes]:
-    """The passwords a request offers, as Letta's clients send them: `Authorization:
-    Bearer <password>` or `X-BARE-PASSWORD: password <password>`. A header without its
-    scheme offers nothing that can match (but still counts as an attempt)."""
-    offered = []
-    bearer = headers.get(b"authorization", b"")
-    if bearer[:7].lower() == b"bearer ":
-        offered.append(bearer[7:])
-    bare = headers.get(b"x-bare-password", b"")
-    if bare.startswith(b"password "):
-        offered.append(bare[9:])
-    return offered
-
-
-def _attempted(headers: dict[bytes, bytes]) -> bool:
-    return bool(headers.get(b"authorization") or headers.get(b"x-bare-password"))
-
-
 class GuardMiddleware:
     def __init__(
         self,
@@ -56,18 +37,17 @@ class GuardMiddleware:
         body_timeout_s: float,
         auth_failures_max: int,
         auth_failure_window_s: float,
+        api_keys: ApiKeyCache | None = None,
     ) -> None:
         self._app = app
-        self._password = None if password is None else password.encode()
         self._body_timeout_s = body_timeout_s
-        self._throttle = AuthThrottle(
-            clock, failures_max=auth_failures_max, window_s=auth_failure_window_s
+        self._auth = Authenticator(
+            password=password,
+            keys=api_keys,
+            clock=clock,
+            failures_max=auth_failures_max,
+            failure_window_s=auth_failure_window_s,
         )
-
-    def _authorised(self, password: bytes, headers: dict[bytes, bytes]) -> bool:
-        # Every offered form is compared, in constant time, whichever matches.
-        matched = [hmac.compare_digest(offered, password) for offered in _offered(headers)]
-        return any(matched)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,18 +67,14 @@ class GuardMiddleware:
             detail = f"Request body over {REQUEST_BODY_BYTES_MAX} bytes"
             await _reply(send, 413, detail, (_CLOSE,))
             return
-        if self._password is not None and scope["path"] not in _OPEN_PATHS:
+        if scope["path"] not in OPEN_PATHS:
             client = scope.get("client")
-            address = client[0] if client else ""
-            if (wait_s := self._throttle.retry_after_s(address)) is not None:
-                detail = f"Too many failed authentication attempts; retry in {wait_s} s"
-                await _reply(send, 429, detail, ((b"retry-after", str(wait_s).encode()),))
+            credential = await self._auth.admit(client[0] if client else "", headers)
+            if isinstance(credential, Refusal):
+                await _reply(send, credential.status, credential.detail, credential.headers)
                 return
-            if not self._authorised(self._password, headers):
-                if _attempted(headers):
-                    self._throttle.failed(address)
-                await _reply(send, 401, "Unauthorized")
-                return
+            if credential is not None:
+                scope = {**scope, CREDENTIAL_SCOPE_KEY: credential}
         if (length is None or length == b"0") and b"transfer-encoding" not in headers:
             await self._app(scope, receive, send)
             return

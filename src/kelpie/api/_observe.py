@@ -1,6 +1,7 @@
 """What the API edge observes of every request: one log line (method, route template,
-status, duration, and the agent and run ids when the path has them) and the request
-metrics; and `/metrics`, where the server's metrics are scraped.
+status, duration, and the agent and run ids when the path has them), the request
+metrics, and with tracing on a span that everything the request runs nests under; and
+`/metrics`, where the server's metrics are scraped.
 
 Two pure ASGI middlewares do it. `RequestObserver`, outermost, times the request on the
 Env clock, sees the status go out and records both when the response is over (a stream's
@@ -25,7 +26,7 @@ from kelpie.api._deps import Services
 from kelpie.env import Clock, Env
 from kelpie.errors import KelpieError
 from kelpie.mcp import McpConnections
-from kelpie.obs import METRICS_CONTENT_TYPE, UNROUTED, Metrics
+from kelpie.obs import METRICS_CONTENT_TYPE, UNROUTED, Metrics, Tracing
 from kelpie.sandbox import ProcessSandbox
 
 METRICS_PATH: Final = "/metrics"
@@ -57,10 +58,13 @@ class _Seen:
 
 @final
 class RequestObserver:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, clock: Clock) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, clock: Clock, tracing: Tracing | None = None
+    ) -> None:
         self._app = app
         self._metrics = metrics
         self._clock = clock
+        self._tracing = tracing or Tracing()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,10 +78,22 @@ class RequestObserver:
                 seen.status = message["status"]
             await send(message)
 
-        try:
-            await self._app({**scope, _SEEN_KEY: seen}, receive, send_seen)
-        finally:
-            self._observe(scope, seen, self._clock.monotonic_s() - started_s)
+        tracing = self._tracing
+        if not tracing.enabled or scope["path"] == METRICS_PATH:
+            try:
+                await self._app({**scope, _SEEN_KEY: seen}, receive, send_seen)
+            finally:
+                self._observe(scope, seen, self._clock.monotonic_s() - started_s)
+            return
+        # The request's span is the root of everything it runs (its turn, steps, calls).
+        with tracing.request(scope["method"], _headers(scope)) as span:
+            try:
+                await self._app({**scope, _SEEN_KEY: seen}, receive, send_seen)
+            finally:
+                self._observe(scope, seen, self._clock.monotonic_s() - started_s)
+                status = STATUS_UNANSWERED if seen.status is None else seen.status
+                route = seen.route or UNROUTED
+                tracing.routed(span, scope["method"], route, status, seen.path_params)
 
     def _observe(self, scope: Scope, seen: _Seen, elapsed_s: float) -> None:
         route = seen.route or UNROUTED
@@ -106,6 +122,11 @@ class RouteTagger:
                 if isinstance(route, Route | Mount):
                     seen.route = route.path_format
                 seen.path_params = scope.get("path_params")
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """A request's headers for trace context propagation (`traceparent`, `tracestate`)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
 def _printable(value: str) -> str:
@@ -151,7 +172,7 @@ def install_observability(app: FastAPI, env: Env, services: Services) -> None:
     metrics = env.metrics
     # Innermost of the app's own middleware, so it sees the scope routing fills in.
     app.user_middleware.append(Middleware(RouteTagger))
-    app.add_middleware(RequestObserver, metrics=metrics, clock=env.clock)
+    app.add_middleware(RequestObserver, metrics=metrics, clock=env.clock, tracing=env.tracing)
     if not metrics.enabled:
         return
     _watch(metrics, env, services)

@@ -1,15 +1,18 @@
 """Routing conventions of the Letta API: every path answers with and without a trailing
-slash (no redirect), JSON bodies are decoded strictly, and handlers return ready-serialised
-JSON."""
+slash (no redirect), JSON bodies are decoded strictly, handlers return ready-serialised
+JSON, and each operation documents the errors that can answer it (`_responses`)."""
 
 import json
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.dependencies.utils import get_dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.routing import compile_path
 
+from kelpie.api._responses import Responses, error_responses
 from kelpie.errors import ValidationFailed
 from kelpie.schemas import JsonRejected, decode_json, id_pattern, is_valid_id
 
@@ -32,6 +35,23 @@ class StrictJsonRequest(Request):
 
 
 class LettaRoute(APIRoute):
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        responses: Responses | None = None,
+        methods: set[str] | list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # The errors go in before FastAPI builds the route: it makes the response models
+        # from `responses` then. What a route declares itself wins, status by status.
+        dependant = get_dependant(path=compile_path(path)[1], call=endpoint)
+        declared_body = "requestBody" in (kwargs.get("openapi_extra") or {})
+        derived = error_responses(path, methods or ["GET"], dependant, declared_body=declared_body)
+        responses = {**derived, **(responses or {})}
+        super().__init__(path, endpoint, responses=responses, methods=methods, **kwargs)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 

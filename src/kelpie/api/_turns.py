@@ -2,7 +2,6 @@
 stored stream the client follows (and a retried background send follows the run it
 already started)."""
 
-import datetime as dt
 from typing import Final
 
 from fastapi import Response
@@ -12,13 +11,11 @@ from kelpie.api._routing import json_response
 from kelpie.api._streams import live_events, sse_response, stored_events
 from kelpie.errors import Expired, ValidationFailed
 from kelpie.runtime import ConversationBusy
-from kelpie.schemas import LettaRequest, RetrieveStreamRequest, Run, datetime_from_us
-from kelpie.service import LiveStream
+from kelpie.schemas import LettaRequest, RetrieveStreamRequest, Run
+from kelpie.service import LiveStream, stream_expired
 
 # Stored events a follower reads per query.
 FOLLOW_BATCH: Final = 100
-# Letta keeps a background run's stream for three hours.
-RUN_STREAM_RETENTION_S: Final = 3 * 3600
 _EXPIRED: Final = "Run was created more than 3 hours ago, and is now expired."
 
 
@@ -31,15 +28,15 @@ def check_json_flags(request: LettaRequest) -> None:
         raise ValidationFailed("include_pings=false requires streaming=true")
 
 
-def follow_response(services: Services, run: Run, *, include_pings: bool) -> Response:
+async def follow_response(services: Services, run: Run, *, include_pings: bool) -> Response:
     request = RetrieveStreamRequest(include_pings=include_pings, batch_size=FOLLOW_BATCH)
-    return follow_stream(services, run, request)
+    return await follow_stream(services, run, request)
 
 
-def follow_stream(services: Services, run: Run, request: RetrieveStreamRequest) -> Response:
-    """The run's stored stream after `starting_after`, live while it runs."""
-    now = datetime_from_us(services.messages.env.clock.now_us())
-    if run.created_at < now - dt.timedelta(seconds=RUN_STREAM_RETENTION_S):
+async def follow_stream(services: Services, run: Run, request: RetrieveStreamRequest) -> Response:
+    """The run's stored stream after `starting_after`, live while it runs; 410 once it is
+    no longer kept."""
+    if await stream_expired(services.messages.env, run):
         raise Expired(_EXPIRED)
     messages = services.messages
     # poll_interval is accepted and unused: readers are woken as events are stored.
@@ -69,7 +66,7 @@ async def send(
         return sse_response(events)
     retry = await messages.find_retry(run)
     if retry is not None:
-        return follow_response(services, retry.run, include_pings=request.include_pings)
+        return await follow_response(services, retry.run, include_pings=request.include_pings)
     try:
         started = await messages.start_turn(request, run, stream=messages.stored_stream(run))
     except ConversationBusy:
@@ -77,6 +74,6 @@ async def send(
         retry = await messages.find_retry(run)
         if retry is None:
             raise
-        return follow_response(services, retry.run, include_pings=request.include_pings)
+        return await follow_response(services, retry.run, include_pings=request.include_pings)
     messages.run_detached(started)
-    return follow_response(services, run, include_pings=request.include_pings)
+    return await follow_response(services, run, include_pings=request.include_pings)

@@ -18,6 +18,33 @@ AGENT_FILE_BYTES_MAX: Final = 32 * 1024 * 1024
 
 router = LettaRouter(prefix="/v1/agents", tags=["agent files"])
 
+_FLAG: Final = {"type": "boolean"}
+_TEXT: Final = {"type": "string"}
+# The form as `letta-client` sends it, documented by hand since it is read by hand.
+IMPORT_FORM: Final = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "The agent file"},
+        "append_copy_suffix": {**_FLAG, "default": True},
+        "override_existing_tools": {**_FLAG, "default": True},
+        "strip_messages": {**_FLAG, "default": False},
+        "name": _TEXT,
+        "override_name": {**_TEXT, "deprecated": True},
+        "model": _TEXT,
+        "override_model_handle": {**_TEXT, "deprecated": True},
+        "embedding": _TEXT,
+        "override_embedding_handle": {**_TEXT, "deprecated": True},
+        "project_id": _TEXT,
+        "secrets": {**_TEXT, "description": "A JSON object of secrets for the agents"},
+        "env_vars_json": {**_TEXT, "deprecated": True},
+    },
+}
+IMPORT_BODY: Final = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": IMPORT_FORM}},
+}
+
 _TRUE: Final = frozenset({"true", "1", "yes", "on", "t", "y"})
 _FALSE: Final = frozenset({"false", "0", "no", "off", "f", "n"})
 
@@ -43,7 +70,7 @@ async def export_agent(
     return Response(content=body, media_type="application/json")
 
 
-@router.post("/import", response_model=ImportedAgents)
+@router.post("/import", response_model=ImportedAgents, openapi_extra={"requestBody": IMPORT_BODY})
 async def import_agent(request: Request, services: ServicesDep) -> Response:
     """Creates the file's agents with fresh ids, all or none; answers their ids. The
     newer field names win over the deprecated ones (`name` over `override_name`). The

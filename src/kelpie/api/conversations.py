@@ -7,9 +7,10 @@ from fastapi import Body, Depends, Query, Response
 
 from kelpie.api._deps import Services, ServicesDep
 from kelpie.api._params import page_params
+from kelpie.api._responses import EVENT_STREAM, raises
 from kelpie.api._routing import LettaRouter, checked_id, json_response
 from kelpie.api._turns import follow_stream, send
-from kelpie.errors import Conflict, InvalidInput, NotFound
+from kelpie.errors import Conflict, Expired, InvalidInput, NotFound
 from kelpie.schemas import (
     AGENT_PREFIX,
     CONVERSATION_PREFIX,
@@ -105,7 +106,11 @@ async def fork_conversation(
     return json_response(forked)
 
 
-@router.post("/{conversation_id}/messages", response_model=LettaResponse)
+@router.post(
+    "/{conversation_id}/messages",
+    response_model=LettaResponse,
+    responses={**EVENT_STREAM, **raises(Expired)},
+)
 async def send_conversation_message(
     conversation_id: str, body: ConversationMessageRequest, services: ServicesDep
 ) -> Response:
@@ -165,7 +170,11 @@ async def compact_conversation(
     return json_response(result)
 
 
-@router.post("/{conversation_id}/stream")
+@router.post(
+    "/{conversation_id}/stream",
+    response_class=Response,
+    responses={**EVENT_STREAM, **raises(Expired)},
+)
 async def retrieve_conversation_stream(
     conversation_id: str,
     services: ServicesDep,
@@ -175,7 +184,7 @@ async def retrieve_conversation_stream(
     `otid` of its request), from after `starting_after`."""
     request = body or RetrieveStreamRequest()
     run = await _run_to_follow(services, conversation_id, request)
-    return follow_stream(services, run, request)
+    return await follow_stream(services, run, request)
 
 
 async def _run_to_follow(

@@ -6,9 +6,10 @@ from fastapi import Body, Depends, Query, Response
 
 from kelpie.api._deps import ServicesDep
 from kelpie.api._params import page_params
+from kelpie.api._responses import EVENT_STREAM, raises
 from kelpie.api._routing import LettaRouter, checked_id, json_response
 from kelpie.api._turns import send
-from kelpie.errors import Conflict
+from kelpie.errors import Conflict, Expired
 from kelpie.schemas import (
     AGENT_PREFIX,
     AgentState,
@@ -34,12 +35,20 @@ def _agent_id(agent_id: str) -> str:
     return checked_id(AGENT_PREFIX, agent_id, "agent_id")
 
 
-@router.post("/{agent_id}/messages", response_model=LettaResponse)
+@router.post(
+    "/{agent_id}/messages",
+    response_model=LettaResponse,
+    responses={**EVENT_STREAM, **raises(Expired)},
+)
 async def send_message(agent_id: str, body: LettaRequest, services: ServicesDep) -> Response:
     return await send(services, _agent_id(agent_id), None, body, stream=body.streaming)
 
 
-@router.post("/{agent_id}/messages/stream")
+@router.post(
+    "/{agent_id}/messages/stream",
+    response_class=Response,
+    responses={**EVENT_STREAM, **raises(Expired)},
+)
 async def stream_message(agent_id: str, body: LettaRequest, services: ServicesDep) -> Response:
     return await send(services, _agent_id(agent_id), None, body, stream=True)
 

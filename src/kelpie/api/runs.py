@@ -6,9 +6,10 @@ from fastapi import Body, Depends, Query, Response
 
 from kelpie.api._deps import ServicesDep
 from kelpie.api._params import page_params
+from kelpie.api._responses import EVENT_STREAM, raises
 from kelpie.api._routing import LettaRouter, checked_id, json_response
 from kelpie.api._turns import follow_stream
-from kelpie.errors import InvalidInput
+from kelpie.errors import Expired, InvalidInput
 from kelpie.schemas import RUN_PREFIX, STEP_PREFIX, LettaMessage, RetrieveStreamRequest, Run, Step
 from kelpie.storage import Page, RunQuery
 
@@ -52,7 +53,11 @@ async def list_run_messages(run_id: str, services: ServicesDep, page: Page100) -
     return json_response(await services.messages.run_messages(run_id, page))
 
 
-@router.post("/{run_id}/stream")
+@router.post(
+    "/{run_id}/stream",
+    response_class=Response,
+    responses={**EVENT_STREAM, **raises(Expired)},
+)
 async def stream_run(
     run_id: str,
     services: ServicesDep,
@@ -63,7 +68,7 @@ async def stream_run(
     run = await services.messages.get_run(checked_id(RUN_PREFIX, run_id, "run_id"))
     if not run.background:
         raise InvalidInput("Run was not created in background mode, so it cannot be retrieved.")
-    return follow_stream(services, run, body or RetrieveStreamRequest())
+    return await follow_stream(services, run, body or RetrieveStreamRequest())
 
 
 @router.get("/{run_id}/steps", response_model=list[Step])

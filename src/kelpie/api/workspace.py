@@ -2,7 +2,7 @@
 an agent's code and custom tools run in, kept across runs and restarts. List it, and
 download, upload (the request body is the file) or delete one file by its relative path."""
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import Path, Request, Response
 
@@ -17,6 +17,12 @@ router = LettaRouter(prefix="/v1/agents/{agent_id}/workspace", tags=["workspace"
 FilePath = Annotated[
     str, Path(description="The file's path relative to the workspace, '/'-separated")
 ]
+
+
+# Read by hand (streamed and counted), so documented by hand.
+UPLOAD_BODY: Final = {
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+}
 
 
 def _agent_id(agent_id: str) -> str:
@@ -40,7 +46,11 @@ async def download_workspace_file(agent_id: str, path: FilePath, services: Servi
     return Response(content=data, media_type="application/octet-stream")
 
 
-@router.put("/files/{path:path}", response_model=WorkspaceFileEntry)
+@router.put(
+    "/files/{path:path}",
+    response_model=WorkspaceFileEntry,
+    openapi_extra={"requestBody": UPLOAD_BODY},
+)
 async def upload_workspace_file(
     agent_id: str, path: FilePath, request: Request, services: ServicesDep
 ) -> Response:

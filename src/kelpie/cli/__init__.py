@@ -10,6 +10,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import click
 
+from kelpie.cli._doctor import doctor
+from kelpie.cli._keys import keys
 from kelpie.cli._reembed import reembed
 from kelpie.cli._serve import serve
 
@@ -22,5 +24,7 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(reembed)
+main.add_command(keys)
+main.add_command(doctor)
 
 __all__ = ["main"]

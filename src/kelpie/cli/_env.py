@@ -2,8 +2,11 @@
 catalogue, embedder and web."""
 
 import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
+from kelpie import __version__
 from kelpie.cli._mcp_stdio import UNCONFINED_VARIABLE, ConfinedStdioLauncher
 from kelpie.env import Config, Env, SystemClock, system_entropy
 from kelpie.llm import LlmRouter, ProviderCatalog
@@ -17,7 +20,7 @@ from kelpie.memory import (
     LocalEmbedder,
     OpenAIEmbedder,
 )
-from kelpie.obs import Metrics
+from kelpie.obs import Metrics, Tracing
 from kelpie.sandbox import MIB, ProcessSandbox, ProgramSandbox
 from kelpie.storage import SqliteStore, Store
 from kelpie.web import HttpWeb
@@ -48,6 +51,11 @@ def open_embedder(config: Config) -> Embedder:
     """The embedder KELPIE_EMBEDDING_MODEL names; the local model by default."""
     handle = config.embedding_model or LOCAL_MODEL
     if handle == LOCAL_MODEL:
+        if (missing := LocalEmbedder.missing_piece()) is not None:
+            raise SystemExit(
+                f"The local embedding model ({LOCAL_MODEL}) cannot run: {missing}; or set"
+                f" KELPIE_EMBEDDING_MODEL to {OPENAI_HANDLE_PREFIX}<model>"
+            )
         return LocalEmbedder()
     if handle == HASHING_MODEL:
         return HashingEmbedder()
@@ -87,7 +95,22 @@ def open_mcp(config: Config, sandbox: ProcessSandbox) -> McpConnections:
     return McpConnections(stdio_launcher=launcher)
 
 
-def open_env(config: Config) -> Env:
+def open_tracing(config: Config, environ: Mapping[str, str]) -> Tracing:
+    """Tracing over OTLP/HTTP when configured, else off. Asked for without the `otel`
+    extra installed, start-up stops with what to install."""
+    if not config.tracing_on(environ):
+        return Tracing()
+    try:
+        tracing = Tracing.otlp(service_version=__version__)
+    except ImportError as error:
+        raise SystemExit(str(error)) from error
+    log.info("tracing on: spans exported over OTLP/HTTP")
+    return tracing
+
+
+def open_env(config: Config, environ: Mapping[str, str] | None = None) -> Env:
+    """The production Env; `environ` (default: the process's) says whether to trace."""
+    tracing = open_tracing(config, os.environ if environ is None else environ)
     clock = SystemClock()
     entropy = system_entropy()
     sandbox = ProcessSandbox(
@@ -95,6 +118,7 @@ def open_env(config: Config) -> Env:
         pool_size=config.sandbox_pool_size,
         workspace_bytes_max=config.workspace_quota_mib * MIB,
         code_sessions=config.code_sessions,
+        code_interpreter=config.code_interpreter,
         session_idle_s=config.code_session_idle_s,
     )
     return Env(
@@ -113,4 +137,5 @@ def open_env(config: Config) -> Env:
             exa_api_key=config.exa_api_key,
         ),
         metrics=Metrics(enabled=config.metrics),
+        tracing=tracing,
     )

@@ -3,11 +3,11 @@ model for every passage and message that has none or one by another model. Safe 
 and run again: it picks up where it left off. Best run while the server is stopped."""
 
 import asyncio
-import os
 from pathlib import Path
 
 import click
 
+from kelpie.cli._config import config_option, load_config
 from kelpie.cli._env import open_embedder
 from kelpie.env import Config, SystemClock
 from kelpie.memory import LocalEmbedder, MemorySearch
@@ -33,6 +33,7 @@ async def _reembed(config: Config) -> None:
 
 
 @click.command()
+@config_option
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -46,9 +47,11 @@ async def _reembed(config: Config) -> None:
     default=None,
     help="Embedding model handle (env KELPIE_EMBEDDING_MODEL; default kelpie/all-minilm-l6-v2).",
 )
-def reembed(data_dir: Path | None, db_url: str | None, embedding_model: str | None) -> None:
+def reembed(
+    config_file: Path | None, data_dir: Path | None, db_url: str | None, embedding_model: str | None
+) -> None:
     """Re-embed stored passages and messages with the configured embedding model."""
-    config = Config.from_environ(
-        os.environ, data_dir=data_dir, db_url=db_url, embedding_model=embedding_model
+    config = load_config(
+        config_file, data_dir=data_dir, db_url=db_url, embedding_model=embedding_model
     )
     asyncio.run(_reembed(config))

@@ -3,7 +3,6 @@
 import asyncio
 import importlib
 import logging
-import os
 import threading  # noqa: TID251 - production start-up only; see _warm_provider_sdks
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -15,9 +14,10 @@ if TYPE_CHECKING:
 
 import pydantic
 
+from kelpie.cli._config import config_option, load_config
 from kelpie.cli._env import open_env
 from kelpie.cli._exposure import exposure_warning
-from kelpie.env import Config
+from kelpie.env import LOG_LEVELS, Config
 from kelpie.errors import KelpieError
 from kelpie.llm import LlmRouter
 from kelpie.obs import configure_logging
@@ -133,11 +133,13 @@ async def _serve(config: Config, log_level: str) -> None:
         await env.mcp.close()
         await env.sandbox.close()
         await env.store.close()
+        env.tracing.close()  # exports the spans still queued
     if server is not None:
         server.reraise_signals()
 
 
 @click.command()
+@config_option
 @click.option("--host", default=None, help="Address to bind (env KELPIE_HOST; default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (env KELPIE_PORT; default 8283).")
 @click.option(
@@ -147,21 +149,40 @@ async def _serve(config: Config, log_level: str) -> None:
     help="Where data lives (env KELPIE_DATA_DIR; default ~/.kelpie).",
 )
 @click.option("--db", "db_url", default=None, help="Database URL (env KELPIE_DB_URL).")
-@click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default=None,
+    help="How much is logged (env KELPIE_LOG_LEVEL; default info).",
+)
 def serve(
-    host: str | None, port: int | None, data_dir: Path | None, db_url: str | None, log_level: str
+    config_file: Path | None,
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    db_url: str | None,
+    log_level: str | None,
 ) -> None:
     """Start the HTTP server (the Letta REST API) on SQLite."""
-    config = Config.from_environ(os.environ, host=host, port=port, data_dir=data_dir, db_url=db_url)
-    configure_logging(log_level, config.log_format)
+    config = load_config(
+        config_file,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        db_url=db_url,
+        log_level=None if log_level is None else log_level.lower(),
+    )
+    configure_logging(config.log_level, config.log_format)
     for noisy in ("yoyo", "httpx", "httpx2", "openai", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if (warning := exposure_warning(config)) is not None:
         log.warning(warning)
+    if config_file is not None:
+        log.info("settings from %s (flags and environment variables win)", config_file)
     log.info("data in %s; database %s", config.data_dir, config.database_url)
     try:
         import uvloop
 
-        uvloop.run(_serve(config, log_level))
+        uvloop.run(_serve(config, config.log_level))
     except ImportError:
-        asyncio.run(_serve(config, log_level))
+        asyncio.run(_serve(config, config.log_level))

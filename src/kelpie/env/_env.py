@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, final
 from kelpie.env._clock import Clock
 from kelpie.env._config import Config
 from kelpie.env._entropy import Entropy
-from kelpie.obs import Metrics
+from kelpie.obs import Metrics, Tracing
 
 if TYPE_CHECKING:
     # Type-only: the seams' protocols live in the layers that own them.
@@ -33,3 +33,5 @@ class Env:
     web: "Web"
     # Observation only: recording never changes what the server does.
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
+    # Off unless configured (the simulator never turns it on: the exporter has a thread).
+    tracing: Tracing = dataclasses.field(default_factory=Tracing)

@@ -22,5 +22,6 @@ class SystemClock:
 
 
 def system_entropy() -> Entropy:
-    """Entropy seeded from the operating system: ids differ between server processes."""
-    return Entropy(int.from_bytes(os.urandom(SEED_BITS // 8), "big"))
+    """Entropy seeded from the operating system: ids differ between server processes, and
+    secrets come from the operating system's CSPRNG."""
+    return Entropy(int.from_bytes(os.urandom(SEED_BITS // 8), "big"), secrets_from_os=True)

@@ -13,6 +13,7 @@ from kelpie.llm._catalog import (
     Provider,
     ProviderCatalog,
     configured_providers,
+    fetch_model_ids,
     split_handle,
 )
 from kelpie.llm._errors import (
@@ -75,6 +76,7 @@ __all__ = [
     "ToolSpec",
     "Usage",
     "configured_providers",
+    "fetch_model_ids",
     "scripted_deltas",
     "split_handle",
 ]

@@ -100,7 +100,8 @@ def split_handle(handle: str) -> tuple[str, str]:
     return provider, model
 
 
-async def _fetch_model_ids(provider: Provider) -> list[str]:
+async def fetch_model_ids(provider: Provider) -> list[str]:
+    """The provider's model ids, asked for now (one request, no retries, a short timeout)."""
     if provider.kind == "openai":
         import openai
 
@@ -137,7 +138,7 @@ class ProviderCatalog:
         if cached is not None and now - cached[0] < MODEL_LIST_CACHE_S:
             return cached[1]
         try:
-            ids = await _fetch_model_ids(provider)
+            ids = await fetch_model_ids(provider)
         except Exception as error:  # any SDK or network failure: list nothing, say why
             log.warning("cannot list models of provider %s: %s", provider.name, error)
             return cached[1] if cached is not None else []

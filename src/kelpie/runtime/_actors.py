@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Final, final
 
+from kelpie.agent import ThreadContext
 from kelpie.env import Clock
 from kelpie.errors import Conflict, Unavailable
 
@@ -19,6 +20,9 @@ MAILBOX_DEPTH_MAX: Final = 64
 DEFAULT_CONVERSATION: Final = "default"
 # Busy activations a put-away scan steps over before it gives up until the next activation.
 PUT_AWAY_SCAN_BUSY_MAX: Final = 1_000
+# What the kept thread contexts of all activations may take (estimated); past it, idle
+# activations are put away, least recently used first, as when over the count cap.
+CONTEXT_BYTES_MAX_DEFAULT: Final = 256 * 1024 * 1024
 
 
 class ConversationBusy(Conflict):
@@ -45,6 +49,13 @@ class Activation:
     turns: dict[str, str] = dataclasses.field(default_factory=dict)
     # run id -> set when the run is cancelled (its turn stops at once)
     cancels: dict[str, asyncio.Event] = dataclasses.field(default_factory=dict)
+    # conversation key -> the thread's in-context messages, kept between turns, with the
+    # size they were counted at (see AgentRuntime.keep_context)
+    contexts: dict[str, tuple[ThreadContext, int]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def context_bytes(self) -> int:
+        return sum(size for _, size in self.contexts.values())
 
     @property
     def idle(self) -> bool:
@@ -63,8 +74,11 @@ class AgentRuntime:
         *,
         active_max: int = ACTIVE_AGENTS_MAX_DEFAULT,
         idle_timeout_s: float = IDLE_TIMEOUT_S_DEFAULT,
+        context_bytes_max: int = CONTEXT_BYTES_MAX_DEFAULT,
     ) -> None:
         assert active_max >= 1, "active cap must be positive"
+        self._context_bytes_max = context_bytes_max
+        self.context_bytes = 0  # kept thread contexts of all activations, estimated
         self._clock = clock
         self._active_max = active_max
         self._idle_timeout_s = idle_timeout_s
@@ -102,6 +116,7 @@ class AgentRuntime:
         The table is in order of last use, so the scan stops at the first activation that
         is neither expired nor over the cap: a hot activation costs O(1), not O(active)."""
         passed: list[str] = []  # busy ones, skipped
+        freed = 0  # context bytes of the ones chosen so far
         for agent_id, activation in self._active.items():
             if agent_id == keep or not activation.idle:
                 passed.append(agent_id)
@@ -109,12 +124,15 @@ class AgentRuntime:
                     break
                 continue
             over_cap = len(self._active) - len(self._evicting) > self._active_max
+            over_bytes = self.context_bytes - freed > self._context_bytes_max
             expired = now - activation.last_used_s > self._idle_timeout_s
-            if not (over_cap or expired):
+            if not (over_cap or over_bytes or expired):
                 break
             self._evicting.append(agent_id)
+            freed += activation.context_bytes
         for agent_id in self._evicting:
-            del self._active[agent_id]
+            # Put away, its kept contexts go with it (their memory is freed).
+            self.context_bytes -= self._active.pop(agent_id).context_bytes
         self.deactivations_total += len(self._evicting)
         self._evicting.clear()
 
@@ -140,6 +158,27 @@ class AgentRuntime:
             activation.last_used_s = self._clock.monotonic_s()
             if agent_id in self._active:
                 self._active.move_to_end(agent_id)
+
+    def kept_context(
+        self, activation: Activation, conversation_id: str | None
+    ) -> ThreadContext | None:
+        """The thread's in-context messages kept by the activation, if any."""
+        kept = activation.contexts.get(conversation_id or DEFAULT_CONVERSATION)
+        return None if kept is None else kept[0]
+
+    def keep_context(
+        self, activation: Activation, conversation_id: str | None, context: ThreadContext | None
+    ) -> None:
+        """Keeps (or, with None, drops) the thread's context; its size is counted anew."""
+        key = conversation_id or DEFAULT_CONVERSATION
+        old = activation.contexts.pop(key, None)
+        if old is not None:
+            self.context_bytes -= old[1]
+        if context is not None:
+            activation.contexts[key] = (context, context.nbytes)
+            self.context_bytes += context.nbytes
+            if self.context_bytes > self._context_bytes_max:
+                self._put_away(self._clock.monotonic_s(), keep=activation.agent_id)
 
     def running_runs(self, agent_id: str) -> list[str]:
         activation = self._active.get(agent_id)

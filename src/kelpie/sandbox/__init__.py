@@ -5,10 +5,18 @@ cgroups and a uid per worker, with a warm pool); the simulator brings its own ti
 the `Sandbox` protocol. A tier that cannot confine code refuses to run it and says why.
 `ProgramSandbox` confines long-lived programs (MCP stdio servers) with the same host plan.
 `GvisorSessions` keeps an agent's Python session in a gVisor container between executions,
-paused to disk when idle (the `CodeSessions` protocol)."""
+paused to disk when idle (the `CodeSessions` protocol). `InterpreterSandbox` is the
+interpreter tier: tool-only snippets in Monty (a Python interpreter in Rust), each in a fresh
+worker confined like a program; `interpreter_misfit` says which snippets it takes."""
 
 from kelpie.sandbox._agent_state import AgentState as ToolAgentState
 from kelpie.sandbox._gvisor import GvisorSessions
+from kelpie.sandbox._interpreter import (
+    INTERPRETER_POOL_SIZE_DEFAULT,
+    InterpreterSandbox,
+    fits_interpreter,
+    interpreter_misfit,
+)
 from kelpie.sandbox._process import ProcessSandbox, SandboxDescription
 from kelpie.sandbox._programs import (
     ConfinedCommand,
@@ -16,7 +24,7 @@ from kelpie.sandbox._programs import (
     ProgramLimits,
     ProgramSandbox,
 )
-from kelpie.sandbox._sessions import SessionsOff
+from kelpie.sandbox._sessions import InterpreterOff, SessionsOff
 from kelpie.sandbox._types import (
     MIB,
     SANDBOX_FILE_BYTES_MAX,
@@ -29,6 +37,7 @@ from kelpie.sandbox._types import (
     SANDBOX_TMP_BYTES_MAX,
     TOOL_TIMEOUT_S_DEFAULT,
     TOOL_TIMEOUT_S_MAX,
+    CodeInterpreter,
     CodeSessions,
     HostCallAnswer,
     HostCalls,
@@ -49,6 +58,7 @@ from kelpie.sandbox._workspace import (
 )
 
 __all__ = [
+    "INTERPRETER_POOL_SIZE_DEFAULT",
     "MIB",
     "SANDBOX_FILE_BYTES_MAX",
     "SANDBOX_MEMORY_BYTES_DEFAULT",
@@ -62,12 +72,15 @@ __all__ = [
     "TOOL_TIMEOUT_S_DEFAULT",
     "TOOL_TIMEOUT_S_MAX",
     "WORKSPACE_BYTES_MAX_DEFAULT",
+    "CodeInterpreter",
     "CodeSessions",
     "ConfineRefused",
     "ConfinedCommand",
     "GvisorSessions",
     "HostCallAnswer",
     "HostCalls",
+    "InterpreterOff",
+    "InterpreterSandbox",
     "ProcessSandbox",
     "ProgramLimits",
     "ProgramSandbox",
@@ -84,4 +97,6 @@ __all__ = [
     "WorkspaceFileMissing",
     "WorkspaceFull",
     "Workspaces",
+    "fits_interpreter",
+    "interpreter_misfit",
 ]

@@ -3,6 +3,7 @@ the kernel then holds each execution to its memory and process limits, tells whe
 OOM-killed, and lets the host kill every process it left behind."""
 
 import contextlib
+import errno
 import os
 import signal
 from pathlib import Path
@@ -119,6 +120,13 @@ class WorkerCgroup:
             self.kill_all()
             return False
         for directory in self.dirs.values():
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 directory.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                # A process that just left the pids group may still be leaving another.
+                if error.errno == errno.EBUSY:
+                    return False
+                raise
         return True

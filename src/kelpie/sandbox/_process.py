@@ -17,12 +17,14 @@ from kelpie.sandbox import _host
 from kelpie.sandbox._bwrap import SANDBOX_BASE_ENVIRONMENT
 from kelpie.sandbox._gvisor import GvisorSessions
 from kelpie.sandbox._host import HostPlan, HostUnfit
+from kelpie.sandbox._interpreter import InterpreterSandbox
 from kelpie.sandbox._pip import PIP_TMP_BYTES, PipEnvironments, RequirementError
 from kelpie.sandbox._pool import WarmPool
-from kelpie.sandbox._sessions import SessionsOff
+from kelpie.sandbox._sessions import InterpreterOff, SessionsOff
 from kelpie.sandbox._types import (
     SANDBOX_POOL_SIZE_DEFAULT,
     SANDBOX_TMP_BYTES_MAX,
+    CodeInterpreter,
     CodeSessions,
     HostCalls,
     ToolJob,
@@ -75,6 +77,7 @@ class ProcessSandbox:
         bwrap_path: Path | None = None,
         workspace_bytes_max: int = WORKSPACE_BYTES_MAX_DEFAULT,
         code_sessions: bool = True,
+        code_interpreter: bool = False,
         session_idle_s: float = SESSION_IDLE_S_DEFAULT,
     ) -> None:
         assert pool_size >= 0
@@ -86,6 +89,15 @@ class ProcessSandbox:
             GvisorSessions(root_dir=root_dir / "sessions", workspaces=self.workspaces)
             if code_sessions
             else SessionsOff("turned off by the operator (KELPIE_CODE_SESSIONS=0)")
+        )
+        # The light tier, for snippets that need only their tools (Monty, confined as a
+        # program of this sandbox); the code runner takes it where sessions are off.
+        self.interpreter: CodeInterpreter = (
+            InterpreterSandbox(
+                self, state_dir=root_dir / "interpreter", protected=(root_dir.parent,)
+            )
+            if code_interpreter
+            else InterpreterOff("turned off (KELPIE_CODE_INTERPRETER=0)")
         )
         self._session_idle_s = session_idle_s
         self._session_pauser: asyncio.Task[None] | None = None
@@ -131,6 +143,7 @@ class ProcessSandbox:
         self._reason = _host.quick_check(self._bwrap)
         self._checked = asyncio.create_task(self._check_host(), name="kelpie-sandbox-check")
         await self.sessions.start()
+        await self.interpreter.start()
         self._session_pauser = asyncio.create_task(
             self._pause_idle_sessions(), name="kelpie-session-pauser"
         )
@@ -286,6 +299,7 @@ class ProcessSandbox:
         if self._session_pauser is not None:
             await asyncio.gather(self._session_pauser, return_exceptions=True)
         await self.sessions.close()
+        await self.interpreter.close()
         if self._checked is not None:
             self._checked.cancel()
             await asyncio.gather(self._checked, return_exceptions=True)

@@ -1,5 +1,6 @@
-"""Code sessions, when they cannot or may not run: every execution is refused with the
-reason, so callers fall back to one-shot executions (which keep no state)."""
+"""Code sessions and the interpreter tier, when they cannot or may not run: every execution
+is refused with the reason, so callers fall back to one-shot executions (which keep no
+state)."""
 
 from kelpie.sandbox._types import HostCalls, ToolJob, ToolJobResult
 
@@ -25,6 +26,26 @@ class SessionsOff:
 
     async def discard(self, agent_id: str) -> None:
         return None
+
+    async def close(self) -> None:
+        return None
+
+
+class InterpreterOff:
+    """The interpreter tier where it is turned off or cannot run."""
+
+    def __init__(self, reason: str) -> None:
+        self._reason = reason
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        return self._reason
+
+    async def start(self) -> None:
+        return None
+
+    async def run(self, job: ToolJob, calls: HostCalls | None = None) -> ToolJobResult:
+        return ToolJobResult(status="error", error=f"The interpreter is off: {self._reason}")
 
     async def close(self) -> None:
         return None

@@ -145,6 +145,28 @@ class Sandbox(Protocol):
         """Agents' code sessions that keep their state between executions."""
         ...
 
+    @property
+    def interpreter(self) -> "CodeInterpreter":
+        """The interpreter tier for snippets that need only their tools."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class CodeInterpreter(Protocol):
+    """The interpreter tier: snippets that need nothing but their tools and a few pure
+    modules run in a small sandboxed interpreter (Monty), which starts in about a
+    millisecond. `kelpie.sandbox.fits_interpreter` says which snippets it takes."""
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """None when the tier can run here; otherwise why not, in one sentence."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def run(self, job: ToolJob, calls: HostCalls | None = None) -> ToolJobResult: ...
+
     async def close(self) -> None: ...
 
 

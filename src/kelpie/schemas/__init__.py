@@ -28,6 +28,15 @@ from kelpie.schemas._agents import (
     Memory,
     Secret,
 )
+from kelpie.schemas._api_keys import (
+    API_KEY_NAME_CHARS_MAX,
+    API_KEY_PREFIX,
+    API_KEY_RATE_LIMIT_PER_MINUTE_MAX,
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyInfo,
+)
 from kelpie.schemas._base import (
     RequestModel,
     ResponseModel,
@@ -176,6 +185,9 @@ __all__ = [
     "AGENT_PREFIX",
     "AGENT_TAG_CHARS_MAX",
     "AGENT_TYPE_DEFAULT",
+    "API_KEY_NAME_CHARS_MAX",
+    "API_KEY_PREFIX",
+    "API_KEY_RATE_LIMIT_PER_MINUTE_MAX",
     "ARCHIVE_NAME_CHARS_MAX",
     "ARCHIVE_PREFIX",
     "BLOCK_HISTORY_ENTRIES_MAX",
@@ -223,6 +235,10 @@ __all__ = [
     "AgentState",
     "AgentType",
     "AgentUpdate",
+    "ApiKey",
+    "ApiKeyCreate",
+    "ApiKeyCreated",
+    "ApiKeyInfo",
     "ApprovalCreate",
     "ApprovalDecision",
     "ArchivalSearchResponse",

@@ -122,8 +122,8 @@ class AgentService:
 
     # Reading --------------------------------------------------------------------------
 
-    async def _config(self, agent_id: str) -> AgentState:
-        agent = await self._env.store.get_agent(agent_id)
+    async def _config(self, agent_id: str, *, message_ids: bool = True) -> AgentState:
+        agent = await self._env.store.get_agent(agent_id, message_ids=message_ids)
         if agent is None:
             raise NotFound(f"Agent {agent_id} not found")
         return agent
@@ -148,8 +148,13 @@ class AgentService:
             for agent in agents
         ]
 
-    async def retrieve(self, agent_id: str, include: Collection[str]) -> AgentState:
-        [state] = await self._states([await self._config(agent_id)], include)
+    async def retrieve(
+        self, agent_id: str, include: Collection[str], *, message_ids: bool = True
+    ) -> AgentState:
+        """The agent with the relationships `include` names; with `message_ids` False, its
+        in-context ids are left out (a turn keeps them in its activation)."""
+        config = await self._config(agent_id, message_ids=message_ids)
+        [state] = await self._states([config], include)
         return state
 
     async def count(self) -> int:

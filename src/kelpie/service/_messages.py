@@ -14,6 +14,7 @@ from kelpie.agent import (
     AgentLoop,
     NoEvents,
     NothingToCompact,
+    ThreadContext,
     Turn,
     TurnEvents,
     TurnResult,
@@ -29,7 +30,7 @@ from kelpie.env import Env
 from kelpie.errors import Conflict, InvalidInput, NotFound, Unavailable
 from kelpie.llm import LlmClient, LlmProviderFailed, MeteredLlm, ToolSpec
 from kelpie.memory import MemorySearch, archive_id_of
-from kelpie.runtime import AgentRuntime
+from kelpie.runtime import Activation, AgentRuntime
 from kelpie.schemas import (
     MESSAGE_PREFIX,
     RUN_PREFIX,
@@ -51,6 +52,7 @@ from kelpie.schemas import (
     datetime_from_us,
 )
 from kelpie.service._agents import AgentService
+from kelpie.service._housekeeping import Housekeeping
 from kelpie.service._streams import LiveStream, StoredStream, follow_run
 from kelpie.service._threads import (
     Thread,
@@ -88,6 +90,7 @@ class StartedTurn:
         turn: Turn,
         stack: contextlib.AsyncExitStack,
         stream: LiveStream | StoredStream | None,
+        activation: Activation,
     ) -> None:
         self.agent = thread.agent
         self.thread = thread
@@ -95,17 +98,25 @@ class StartedTurn:
         self.stream = stream
         self._service = service
         self._stack = stack
+        self._activation = activation
 
     async def run(self) -> TurnResult:
+        runtime = self._service._runtime
+        conversation_id = self.turn.conversation_id
         async with self._stack:
             try:
-                return await self._service._loop.run_turn(self.turn)
+                result = await self._service._loop.run_turn(self.turn)
             except BaseException as error:
+                # What the turn committed before it failed is not in the kept context.
+                runtime.keep_context(self._activation, conversation_id, None)
                 await self._service._fail_run(self.turn.run, error, self.stream)
                 raise
             finally:
                 if self.stream is not None:
                     await self.stream.close()
+            # Counted again at its new size.
+            runtime.keep_context(self._activation, conversation_id, self.turn.context)
+            return result
 
 
 class MessageService:
@@ -118,6 +129,8 @@ class MessageService:
         self._runtime = runtime
         self._loop = AgentLoop(env, memory)
         self._background: list[asyncio.Task[TurnResult]] = []
+        # Prunes the streams of background runs no longer served, as runs end.
+        self.housekeeping = Housekeeping(env)
         # Background runs in progress here: readers wait on them for new events.
         self._streams: dict[str, StoredStream] = {}
 
@@ -143,18 +156,48 @@ class MessageService:
             request_token=request_token(request),
         )
 
-    async def thread(self, agent_id: str, conversation_id: str | None) -> Thread:
+    async def thread(
+        self, agent_id: str, conversation_id: str | None, *, message_ids: bool = True
+    ) -> Thread:
+        """The thread with the agent's blocks, tools and secrets; with `message_ids` False,
+        without its in-context ids (a turn reads them through `_thread_context`)."""
         agent = await self._agents.retrieve(
-            agent_id, ("agent.blocks", "agent.tools", "agent.secrets")
+            agent_id, ("agent.blocks", "agent.tools", "agent.secrets"), message_ids=message_ids
         )
         secrets = {secret.key: secret.value or "" for secret in agent.secrets}
         agent = agent.model_copy(update={"secrets": [], "tool_exec_environment_variables": []})
         conversation = None
         if conversation_id is not None:
-            conversation = await self._env.store.get_conversation(conversation_id)
+            conversation = await self._env.store.get_conversation(
+                conversation_id, message_ids=message_ids
+            )
             if conversation is None or conversation.agent_id != agent_id:
                 raise NotFound(f"Conversation {conversation_id} not found")
         return Thread(agent, conversation, secrets)
+
+    async def _thread_context(self, activation: Activation, thread: Thread) -> ThreadContext:
+        """The thread's in-context messages: the activation's copy while the store's head
+        of the thread is the one the copy has, else read anew (once per activation, or
+        after the list changed outside turns) and kept."""
+        store = self._env.store
+        agent_id, conversation_id = thread.agent.id, thread.conversation_id
+        kept = self._runtime.kept_context(activation, conversation_id)
+        fresh = await store.context_since(
+            agent_id, conversation_id, None if kept is None else kept.head
+        )
+        if fresh is None and kept is not None:
+            if kept.system is None:
+                return kept
+            # The system message is rewritten in place (recompiled outside turns too).
+            found = await store.get_messages([kept.system.id])
+            if found:
+                kept.system = found[0]
+                return kept
+            fresh = await store.context_since(agent_id, conversation_id, None)
+        assert fresh is not None, "a head of None is never current"
+        context = ThreadContext(fresh.head, await store.get_messages(fresh.ids))
+        self._runtime.keep_context(activation, conversation_id, context)
+        return context
 
     async def find_retry(self, run: Run) -> Reattached | None:
         """A background send whose otids started a run already follows that run."""
@@ -175,10 +218,10 @@ class MessageService:
             self._runtime.turn(run.agent_id, run.conversation_id, run.id)
         )
         try:
-            thread = await self.thread(run.agent_id, run.conversation_id)
-            last = await self._env.store.get_messages(thread.context_ids[-1:])
-            reply = check_reply(pending_request(last[0] if last else None), sent)
-            turn = await self._turn(thread, request, run, sent.user, stream)
+            thread = await self.thread(run.agent_id, run.conversation_id, message_ids=False)
+            context = await self._thread_context(activation, thread)
+            reply = check_reply(pending_request(context.last), sent)
+            turn = await self._turn(thread, request, run, sent.user, stream, context)
             turn = dataclasses.replace(
                 turn, approval=reply, cancelled=activation.cancel_event(run.id)
             )
@@ -188,7 +231,7 @@ class MessageService:
             raise
         if isinstance(stream, StoredStream):
             self._streams[run.id] = stream
-        return StartedTurn(self, thread, turn, stack, stream)
+        return StartedTurn(self, thread, turn, stack, stream, activation)
 
     async def _turn(
         self,
@@ -197,11 +240,11 @@ class MessageService:
         run: Run,
         user: list[dict[str, object]],
         stream: TurnEvents | None,
+        context: ThreadContext,
     ) -> Turn:
         agent = thread.agent
         llm_config = self._llm_config(agent, thread.conversation, request)
         client_tools = request.client_tools or []
-        context_ids = thread.context_ids
         return Turn(
             agent=agent,
             blocks=agent.blocks,
@@ -210,7 +253,7 @@ class MessageService:
             llm_config=llm_config,
             run=run,
             conversation_id=thread.conversation_id,
-            context_ids=context_ids,
+            context=context,
             input=user,
             max_steps=request.max_steps,
             stream_tokens=request.stream_tokens,
@@ -232,7 +275,7 @@ class MessageService:
             system_override=request.override_system,
             use_assistant_message=request.use_assistant_message,
             include_compaction_messages=request.include_compaction_messages,
-            recall_count=max(0, len(context_ids) - 1),
+            recall_count=max(0, len(context) - 1),
             archival_count=await self._env.store.count_passages(archive_id_of(agent.id)),
         )
 
@@ -263,6 +306,7 @@ class MessageService:
             self._env.clock,
             provider=llm_config.model_endpoint_type,
             model=llm_config.model,
+            tracing=self._env.tracing,
         )
 
     async def _fail_run(
@@ -321,6 +365,7 @@ class MessageService:
 
         def finished(done: asyncio.Task[TurnResult]) -> None:
             self._streams.pop(run_id, None)
+            self.housekeeping.run_ended()
             # A turn that died has already ended its run failed (StartedTurn.run).
             if not done.cancelled():
                 done.exception()
@@ -357,7 +402,8 @@ class MessageService:
     async def run_of_otid(self, agent_id: str, otid: str) -> Run | None:
         """The run a one-message request with this otid started."""
         token = request_token(LettaRequest(messages=[MessageCreate(content="", otid=otid)]))
-        assert token is not None, "an otid gives a token"
+        if token is None:
+            return None  # an empty otid: sends ignore those, so no run has it
         return await self._env.store.find_run_by_request_token(agent_id, token)
 
     async def compact(

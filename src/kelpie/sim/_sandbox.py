@@ -21,6 +21,7 @@ from kelpie.sandbox import (
     CodeSessions,
     HostCallAnswer,
     HostCalls,
+    InterpreterOff,
     SessionsOff,
     ToolAgentState,
     ToolJob,
@@ -92,6 +93,8 @@ class SimSandbox:
         self.workspaces = Workspaces(workspace_root)
         # The server's SimServer gives each sandbox the world's sessions (kelpie.sim._sessions).
         self.sessions: CodeSessions = SessionsOff("no sessions in this simulated sandbox")
+        # Snippets run in process here: the interpreter tier is a production optimisation.
+        self.interpreter = InterpreterOff("the simulator runs code in process")
         self._faults = faults
         self.size = pool_size
         # Every pool worker is warm, busy (running a call) or starting.

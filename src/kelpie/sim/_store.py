@@ -41,6 +41,7 @@ WRITE_OPERATIONS: Final = frozenset(
         "update_conversation",
         "delete_conversation",
         "append_run_events",
+        "prune_run_streams",
         "set_working_memory",
         "delete_working_memory",
         "insert_passages",
@@ -54,6 +55,9 @@ WRITE_OPERATIONS: Final = frozenset(
         "insert_mcp_server",
         "replace_mcp_server",
         "delete_mcp_server",
+        "insert_api_key",
+        "revoke_api_key",
+        "touch_api_key",
     }
 )
 READ_OPERATIONS: Final = frozenset(
@@ -62,6 +66,8 @@ READ_OPERATIONS: Final = frozenset(
         "get_mcp_server_by_name",
         "list_mcp_servers",
         "mcp_server_tools",
+        "get_api_key",
+        "list_api_keys",
         "get_agent",
         "list_agents",
         "count_agents",
@@ -92,9 +98,11 @@ READ_OPERATIONS: Final = frozenset(
         "get_step",
         "count_passages",
         "get_conversation",
+        "context_since",
         "list_conversations",
         "list_run_events",
         "last_run_seq",
+        "run_stream_pruned",
         "find_run_by_request_token",
         "list_block_history",
         "get_block_history_entry",

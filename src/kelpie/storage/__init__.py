@@ -8,11 +8,13 @@ from kelpie.storage._commits import (
     AgentsImport,
     BlockChange,
     ChangedBlock,
+    ContextIds,
     NewAgent,
     StepCommit,
     ThreadUpdate,
 )
 from kelpie.storage._errors import StorageConflict, StorageUnavailable, WorkingMemoryFull
+from kelpie.storage._health import integrity_problems, pending_migrations
 from kelpie.storage._queries import (
     PAGE_LIMIT_MAX,
     AgentQuery,
@@ -45,6 +47,7 @@ __all__ = [
     "BlockChange",
     "BlockQuery",
     "ChangedBlock",
+    "ContextIds",
     "ConversationQuery",
     "MessageQuery",
     "NewAgent",
@@ -61,5 +64,7 @@ __all__ = [
     "ToolQuery",
     "VectorRows",
     "WorkingMemoryFull",
+    "integrity_problems",
     "message_search_text",
+    "pending_migrations",
 ]

@@ -23,16 +23,41 @@ from kelpie.schemas import (
 @final
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ThreadUpdate:
-    """A message thread's new in-context list: the agent's own thread (conversation_id
-    None, kept on the agent) or one conversation's. Only these fields are written, so a
-    turn never overwrites what a concurrent API call changed on the agent."""
+    """A change of a message thread's in-context list: the agent's own thread
+    (conversation_id None) or one conversation's. Only these fields are written, so a
+    turn never overwrites what a concurrent API call changed on the agent.
+
+    `message_ids` replaces the whole list (compaction, reset); otherwise `appended` ids
+    go after the stored ones, which costs the same however long the thread is."""
 
     agent_id: str
     conversation_id: str | None
-    message_ids: tuple[str, ...]
     updated_at: dt.datetime
+    message_ids: tuple[str, ...] | None = None
+    appended: tuple[str, ...] = ()
     # A run that just ended: its outcome is recorded on the agent (last_run_* fields).
     finished_run: Run | None = None
+
+    def __post_init__(self) -> None:
+        assert self.message_ids is None or not self.appended, "replace or append, not both"
+
+    def next_head(self, head: int) -> int:
+        """The thread's context head after this update, from the head before it (see
+        `ContextIds`)."""
+        if self.message_ids is not None:
+            return head + max(1, len(self.message_ids))
+        return head + len(self.appended)
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class ContextIds:
+    """A thread's in-context message ids and its head: a number that grows with every
+    write of the list (an append of k ids adds k, a replacement at least 1), so a copy
+    taken at one head is current exactly while the stored head is the same."""
+
+    head: int
+    ids: tuple[str, ...]
 
 
 @final

@@ -17,7 +17,8 @@ def migrations_dir() -> Path:
     return Path(str(resources.files("kelpie.storage") / "migrations" / "sqlite"))
 
 
-def _migration_ids() -> list[str]:
+def migration_ids() -> list[str]:
+    """Every migration this version has, in order."""
     return sorted(path.stem for path in migrations_dir().glob("*.sql"))
 
 
@@ -31,7 +32,7 @@ def at_head(db_path: Path) -> bool:
             rows = db.execute("SELECT migration_id FROM _yoyo_migration").fetchall()
     except sqlite3.Error:
         return False
-    return {row[0] for row in rows} >= set(_migration_ids())
+    return {row[0] for row in rows} >= set(migration_ids())
 
 
 def apply(db_path: Path) -> int:

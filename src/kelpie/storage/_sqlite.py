@@ -32,6 +32,7 @@ from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
 from kelpie.storage._sql import like_pattern, placeholders
 from kelpie.storage._sqlite_archives import ArchiveRows
 from kelpie.storage._sqlite_history import HistoryRows
+from kelpie.storage._sqlite_keys import ApiKeyRows
 from kelpie.storage._sqlite_mcp import McpRows
 from kelpie.storage._sqlite_memory import WorkingMemoryRows
 from kelpie.storage._sqlite_runs import RunRows
@@ -42,8 +43,9 @@ BUSY_TIMEOUT_MS: Final = 5_000
 # SQLite's page cache (default 2 MiB): enough for the hot index pages of a large store.
 PAGE_CACHE_KIB: Final = 64 * 1024
 _PAGE_COLUMNS: Final = frozenset({"created_at", "updated_at", "last_message_at"})
-# What an agent row's JSON holds: its configuration, never its relationships.
-_AGENT_CONFIG_FIELDS: Final = set(AgentConfig.model_fields)
+# What an agent row's JSON holds: its configuration, never its relationships (nor its
+# in-context message ids: rows of context_messages).
+_AGENT_CONFIG_FIELDS: Final = set(AgentConfig.model_fields) - {"message_ids"}
 
 
 def _agent_json(agent: AgentConfig) -> str:
@@ -58,7 +60,14 @@ def _agent_state(data: str) -> AgentState:
 
 @final
 class SqliteStore(
-    SearchRows, ArchiveRows, McpRows, RunRows, ThreadRows, HistoryRows, WorkingMemoryRows
+    SearchRows,
+    ArchiveRows,
+    McpRows,
+    RunRows,
+    ThreadRows,
+    HistoryRows,
+    WorkingMemoryRows,
+    ApiKeyRows,
 ):
     def __init__(
         self, connection: sqlite3.Connection, checkpointer: WalCheckpointer | None = None
@@ -66,6 +75,7 @@ class SqliteStore(
         self._db = connection
         self._checkpointer = checkpointer
         self._message_cache = collections.OrderedDict()
+        self._message_cache_bytes = 0
 
     @classmethod
     def open(
@@ -121,6 +131,14 @@ class SqliteStore(
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         try:
             return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StorageUnavailable(f"database read failed: {error}") from error
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for a few reads in a row; driver errors become storage errors."""
+        try:
+            yield self._db
         except sqlite3.Error as error:
             raise StorageUnavailable(f"database read failed: {error}") from error
 
@@ -207,10 +225,22 @@ class SqliteStore(
         self._set_agent_tools(db, agent.id, new.tool_ids, created)
         self._set_agent_tags(db, agent.id, new.tags)
         self._insert_messages(db, new.messages)
+        self._replace_context(db, agent.id, None, agent.message_ids)
 
-    async def get_agent(self, agent_id: str) -> AgentState | None:
+    def _with_message_ids(self, agents: list[AgentState]) -> list[AgentState]:
+        with self._reading() as db:
+            for agent in agents:
+                agent.message_ids = list(self._read_context(db, agent.id, None))
+        return agents
+
+    async def get_agent(self, agent_id: str, *, message_ids: bool = True) -> AgentState | None:
+        """The agent; with `message_ids` False, its in-context list is left empty (a turn
+        takes it from its activation's cache, see `context_since`)."""
         rows = self._read("SELECT data FROM agents WHERE id = ?", (agent_id,))
-        return _agent_state(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        agent = _agent_state(rows[0][0])
+        return self._with_message_ids([agent])[0] if message_ids else agent
 
     async def update_agent(
         self,
@@ -247,6 +277,8 @@ class SqliteStore(
             ),
         )
         assert cursor.rowcount == 1, "update of an agent that is not stored"
+        if self._read_context(db, agent.id, None) != tuple(agent.message_ids):
+            self._replace_context(db, agent.id, None, agent.message_ids)
 
     @staticmethod
     def _set_agent_blocks(
@@ -303,7 +335,7 @@ class SqliteStore(
             "agents", "a", page, where, params, column=query.order_by
         )
         rows = self._read(f"SELECT a.data FROM agents a {sql}", all_params)
-        agents = [_agent_state(row[0]) for row in rows]
+        agents = self._with_message_ids([_agent_state(row[0]) for row in rows])
         return agents[::-1] if reverse else agents
 
     async def count_agents(self) -> int:
@@ -523,7 +555,7 @@ class SqliteStore(
         rows = self._read(
             f"SELECT a.data FROM agent_blocks ab JOIN agents a ON a.id = ab.agent_id {sql}", params
         )
-        agents = [_agent_state(row[0]) for row in rows]
+        agents = self._with_message_ids([_agent_state(row[0]) for row in rows])
         return agents[::-1] if reverse else agents
 
     # Tools ----------------------------------------------------------------------------

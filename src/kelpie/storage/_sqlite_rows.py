@@ -21,6 +21,9 @@ class SqliteRows:
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         raise NotImplementedError
 
+    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
     def _paged(
         self,
         table: str,

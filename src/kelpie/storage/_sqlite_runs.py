@@ -13,8 +13,11 @@ from kelpie.storage._sql import SQL_VARIABLES_MAX, placeholders
 from kelpie.storage._sqlite_rows import SqliteRows
 
 _ACTIVE_STATUSES: Final = ("created", "running")
-# Parsed messages kept in memory (a few hundred bytes to a few KB each).
-MESSAGE_CACHE_MAX: Final = 50_000
+# Parsed messages kept in memory (a few hundred bytes to a few KB each), bounded by count
+# and by the size of their stored JSON (a parsed message takes a few times that). Turns
+# keep their thread's messages in the agent's activation; this cache serves the rest.
+MESSAGE_CACHE_MAX: Final = 20_000
+MESSAGE_CACHE_BYTES_MAX: Final = 8 * 1024 * 1024
 
 
 class RunRows(SqliteRows):
@@ -27,13 +30,20 @@ class RunRows(SqliteRows):
     a message evicts it.
     """
 
-    _message_cache: "collections.OrderedDict[str, Message]"
+    # id -> (message, size of its stored JSON)
+    _message_cache: "collections.OrderedDict[str, tuple[Message, int]]"
+    _message_cache_bytes: int
+
+    def _uncache_message(self, message_id: str) -> None:
+        dropped = self._message_cache.pop(message_id, None)
+        if dropped is not None:
+            self._message_cache_bytes -= dropped[1]
 
     # Messages --------------------------------------------------------------------------
 
     def _insert_messages(self, db: sqlite3.Connection, messages: Sequence[Message]) -> None:
         for message in messages:
-            self._message_cache.pop(message.id, None)
+            self._uncache_message(message.id)
         db.executemany(
             "INSERT INTO messages (id, agent_id, conversation_id, run_id, step_id, role,"
             " created_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -71,7 +81,7 @@ class RunRows(SqliteRows):
             if cached is None:
                 missing.append(message_id)
             else:
-                found[message_id] = cached
+                found[message_id] = cached[0]
                 cache.move_to_end(message_id)
         for chunk in _chunks(missing):
             rows = self._read(
@@ -81,9 +91,13 @@ class RunRows(SqliteRows):
                 message = Message.model_validate_json(data)
                 found[message.id] = message
                 if message.role != "system":
-                    cache[message.id] = message
-        while len(cache) > MESSAGE_CACHE_MAX:
-            cache.popitem(last=False)
+                    self._uncache_message(message.id)
+                    cache[message.id] = (message, len(data))
+                    self._message_cache_bytes += len(data)
+        while cache and (
+            len(cache) > MESSAGE_CACHE_MAX or self._message_cache_bytes > MESSAGE_CACHE_BYTES_MAX
+        ):
+            self._message_cache_bytes -= cache.popitem(last=False)[1][1]
         return [found[i] for i in message_ids if i in found]
 
     async def list_messages(self, query: MessageQuery, page: Page) -> list[Message]:
@@ -193,6 +207,30 @@ class RunRows(SqliteRows):
             "SELECT data FROM runs WHERE status IN (?, ?) ORDER BY created_at, id", _ACTIVE_STATUSES
         )
         return [Run.model_validate_json(row[0]) for row in rows]
+
+    async def prune_run_streams(self, created_before_us: int, runs_max: int) -> int:
+        """Deletes the stored streams of up to `runs_max` background runs created before
+        `created_before_us` that have ended (never a running run's), marking each run so
+        readers are told its stream expired; returns how many runs were pruned."""
+        with self._tx() as db:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM runs WHERE background = 1 AND stream_pruned = 0"
+                    f" AND created_at < ? AND status NOT IN ({placeholders(_ACTIVE_STATUSES)})"
+                    " ORDER BY created_at LIMIT ?",
+                    (created_before_us, *_ACTIVE_STATUSES, runs_max),
+                )
+            ]
+            if ids:
+                marks = placeholders(ids)
+                db.execute(f"DELETE FROM run_events WHERE run_id IN ({marks})", ids)
+                db.execute(f"UPDATE runs SET stream_pruned = 1 WHERE id IN ({marks})", ids)
+        return len(ids)
+
+    async def run_stream_pruned(self, run_id: str) -> bool:
+        rows = self._read("SELECT stream_pruned FROM runs WHERE id = ?", (run_id,))
+        return bool(rows and rows[0][0])
 
     async def list_steps(self, run_id: str | None, agent_id: str | None, page: Page) -> list[Step]:
         where: list[str] = []

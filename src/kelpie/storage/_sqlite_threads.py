@@ -2,9 +2,8 @@
 agent's own, or a conversation's) as a step commit moves it, and the event log of
 background runs. A mixin of SqliteStore, split out so each module keeps one concern."""
 
-import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from kelpie.schemas import (
@@ -15,7 +14,7 @@ from kelpie.schemas import (
     datetime_from_us,
     us_from_datetime,
 )
-from kelpie.storage._commits import ThreadUpdate
+from kelpie.storage._commits import ContextIds, ThreadUpdate
 from kelpie.storage._queries import ConversationQuery, Page
 from kelpie.storage._sql import like_pattern
 from kelpie.storage._sqlite_rows import SqliteRows
@@ -33,6 +32,13 @@ CONVERSATION_EDITABLE_FIELDS: Final = frozenset(
         "last_message_at",
     }
 )
+# A thread's key in context_messages: '' for the agent's own thread.
+OWN_THREAD: Final = ""
+_CONVERSATION_JSON_EXCLUDE: Final = frozenset({"in_context_message_ids"})
+
+
+def thread_key(conversation_id: str | None) -> str:
+    return OWN_THREAD if conversation_id is None else conversation_id
 
 
 class ThreadRows(SqliteRows):
@@ -53,13 +59,29 @@ class ThreadRows(SqliteRows):
                 created,
                 us_from_datetime(conversation.updated_at),
                 created if last is None else us_from_datetime(last),
-                conversation.model_dump_json(),
+                conversation.model_dump_json(exclude=set(_CONVERSATION_JSON_EXCLUDE)),
             ),
         )
+        ThreadRows._replace_context(
+            db, conversation.agent_id, conversation.id, conversation.in_context_message_ids
+        )
 
-    async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        rows = self._read("SELECT data FROM conversations WHERE id = ?", (conversation_id,))
-        return Conversation.model_validate_json(rows[0][0]) if rows else None
+    async def get_conversation(
+        self, conversation_id: str, *, message_ids: bool = True
+    ) -> Conversation | None:
+        """The conversation; with `message_ids` False, its in-context list is left empty
+        (a turn takes it from its activation's cache, see `context_since`)."""
+        rows = self._read(
+            "SELECT agent_id, data FROM conversations WHERE id = ?", (conversation_id,)
+        )
+        if not rows:
+            return None
+        conversation = Conversation.model_validate_json(rows[0][1])
+        if message_ids:
+            with self._reading() as db:
+                ids = self._read_context(db, rows[0][0], conversation_id)
+            conversation.in_context_message_ids = list(ids)
+        return conversation
 
     async def insert_conversation(
         self, conversation: Conversation, messages: Sequence[Message]
@@ -94,15 +116,18 @@ class ThreadRows(SqliteRows):
                     int(merged.archived),
                     us_from_datetime(updated),
                     us_from_datetime(last),
-                    merged.model_dump_json(),
+                    merged.model_dump_json(exclude=set(_CONVERSATION_JSON_EXCLUDE)),
                     conversation_id,
                 ),
             )
+            ids = self._read_context(db, merged.agent_id, conversation_id)
+            merged.in_context_message_ids = list(ids)
             return merged
 
     async def delete_conversation(self, conversation_id: str) -> bool:
         """The conversation goes; its messages stay in the agent's recall memory."""
         with self._tx() as db:
+            db.execute("DELETE FROM context_messages WHERE thread = ?", (conversation_id,))
             deleted = db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
             return deleted.rowcount == 1
 
@@ -125,9 +150,102 @@ class ThreadRows(SqliteRows):
         )
         rows = self._read(f"SELECT c.data FROM conversations c {sql}", all_params)
         found = [Conversation.model_validate_json(row[0]) for row in rows]
+        with self._reading() as db:
+            for conversation in found:
+                ids = self._read_context(db, conversation.agent_id, conversation.id)
+                conversation.in_context_message_ids = list(ids)
         return found[::-1] if reverse else found
 
     # Threads ---------------------------------------------------------------------------
+
+    # In-context lists ------------------------------------------------------------------
+
+    @staticmethod
+    def _read_context(
+        db: sqlite3.Connection, agent_id: str, conversation_id: str | None
+    ) -> tuple[str, ...]:
+        rows = db.execute(
+            "SELECT message_id FROM context_messages WHERE agent_id = ? AND thread = ?"
+            " ORDER BY position",
+            (agent_id, thread_key(conversation_id)),
+        ).fetchall()
+        return tuple(row[0] for row in rows)
+
+    @staticmethod
+    def _context_next(
+        db: sqlite3.Connection, agent_id: str, conversation_id: str | None
+    ) -> int | None:
+        if conversation_id is None:
+            rows = db.execute("SELECT context_next FROM agents WHERE id = ?", (agent_id,))
+        else:
+            rows = db.execute(
+                "SELECT context_next FROM conversations WHERE id = ? AND agent_id = ?",
+                (conversation_id, agent_id),
+            )
+        found = rows.fetchone()
+        return None if found is None else int(found[0])
+
+    @staticmethod
+    def _set_context_next(
+        db: sqlite3.Connection, agent_id: str, conversation_id: str | None, head: int
+    ) -> None:
+        if conversation_id is None:
+            db.execute("UPDATE agents SET context_next = ? WHERE id = ?", (head, agent_id))
+        else:
+            db.execute(
+                "UPDATE conversations SET context_next = ? WHERE id = ?", (head, conversation_id)
+            )
+
+    @staticmethod
+    def _insert_context(
+        db: sqlite3.Connection,
+        agent_id: str,
+        conversation_id: str | None,
+        start: int,
+        ids: Iterable[str],
+    ) -> None:
+        key = thread_key(conversation_id)
+        db.executemany(
+            "INSERT INTO context_messages (agent_id, thread, position, message_id)"
+            " VALUES (?, ?, ?, ?)",
+            [(agent_id, key, start + i, message_id) for i, message_id in enumerate(ids)],
+        )
+
+    @staticmethod
+    def _replace_context(
+        db: sqlite3.Connection, agent_id: str, conversation_id: str | None, ids: Sequence[str]
+    ) -> None:
+        """The thread's whole list, written after the old positions (the head moves)."""
+        head = ThreadRows._context_next(db, agent_id, conversation_id)
+        assert head is not None, "in-context list of a thread that is not stored"
+        db.execute(
+            "DELETE FROM context_messages WHERE agent_id = ? AND thread = ?",
+            (agent_id, thread_key(conversation_id)),
+        )
+        ThreadRows._insert_context(db, agent_id, conversation_id, head, ids)
+        ThreadRows._set_context_next(db, agent_id, conversation_id, head + max(1, len(ids)))
+
+    @staticmethod
+    def _append_context(
+        db: sqlite3.Connection, agent_id: str, conversation_id: str | None, ids: Sequence[str]
+    ) -> None:
+        head = ThreadRows._context_next(db, agent_id, conversation_id)
+        assert head is not None, "in-context list of a thread that is not stored"
+        ThreadRows._insert_context(db, agent_id, conversation_id, head, ids)
+        ThreadRows._set_context_next(db, agent_id, conversation_id, head + len(ids))
+
+    async def context_since(
+        self, agent_id: str, conversation_id: str | None, head: int | None
+    ) -> ContextIds | None:
+        """The thread's in-context ids, or None when its head is still `head` (a cached
+        copy is current). A thread that is not stored has no ids (head -1)."""
+        with self._reading() as db:
+            stored = self._context_next(db, agent_id, conversation_id)
+            if stored is None:
+                return ContextIds(head=-1, ids=())
+            if stored == head:
+                return None
+            return ContextIds(head=stored, ids=self._read_context(db, agent_id, conversation_id))
 
     @staticmethod
     def _write_thread(db: sqlite3.Connection, thread: ThreadUpdate) -> None:
@@ -135,10 +253,7 @@ class ThreadRows(SqliteRows):
         nothing else on either row."""
         at_us = us_from_datetime(thread.updated_at)
         at = thread.updated_at.isoformat()
-        ids = json.dumps(list(thread.message_ids))
         agent_paths: list[object] = ["$.updated_at", at]
-        if thread.conversation_id is None:
-            agent_paths += ["$.message_ids", ids]
         run = thread.finished_run
         if run is not None:
             completed = run.completed_at.isoformat() if run.completed_at else None
@@ -151,9 +266,7 @@ class ThreadRows(SqliteRows):
                 "$.last_run_duration_ms",
                 duration_ms,
             ]
-        setters = ", ".join(
-            "?, json(?)" if path == "$.message_ids" else "?, ?" for path in agent_paths[::2]
-        )
+        setters = ", ".join("?, ?" for _ in agent_paths[::2])
         cursor = db.execute(
             f"UPDATE agents SET updated_at = MAX(updated_at, ?), data = json_set(data, {setters})"
             " WHERE id = ?",
@@ -163,11 +276,16 @@ class ThreadRows(SqliteRows):
         if thread.conversation_id is not None:
             cursor = db.execute(
                 "UPDATE conversations SET updated_at = MAX(updated_at, ?),"
-                " data = json_set(data, '$.in_context_message_ids', json(?), '$.updated_at', ?)"
-                " WHERE id = ?",
-                (at_us, ids, at, thread.conversation_id),
+                " data = json_set(data, '$.updated_at', ?) WHERE id = ?",
+                (at_us, at, thread.conversation_id),
             )
             assert cursor.rowcount == 1, "step commit for a conversation that is not stored"
+        if thread.message_ids is not None:
+            ThreadRows._replace_context(
+                db, thread.agent_id, thread.conversation_id, thread.message_ids
+            )
+        elif thread.appended:
+            ThreadRows._append_context(db, thread.agent_id, thread.conversation_id, thread.appended)
 
     # Run events -------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any, Final, Protocol
 
 from kelpie.env import Clock, Env
 from kelpie.llm import ToolCall
-from kelpie.obs import Metrics
+from kelpie.obs import Metrics, TraceAttr, Tracing
 from kelpie.schemas import Tool, ToolType
 from kelpie.tools._returned import ToolReturn
 from kelpie.tools._run_builtin import (
@@ -68,12 +68,15 @@ class ToolRegistry:
         *,
         clock: Clock,
         metrics: Metrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self._by_name = dict(by_name)
         self._by_type = dict(by_type)
-        # Every call is timed on `clock` and counted in `metrics`, by tool type and status.
+        # Every call is timed on `clock` and counted in `metrics`, by tool type and status,
+        # and traced (a span under the step's, or under the code run's that made it).
         self._clock = clock
         self._metrics = metrics
+        self._tracing = tracing or Tracing()
 
     def add(self, name: str, runner: ToolRunner) -> None:
         """Registers a runner that itself calls tools through this registry (code)."""
@@ -92,11 +95,15 @@ class ToolRegistry:
     async def execute(self, session: ToolSession, call: ToolCall, tool: Tool | None) -> ToolOutcome:
         """Runs one call. Whatever the tool does, the model gets a return: bad arguments,
         an unknown tool and a runner's own failure are error returns."""
-        started_s = self._clock.monotonic_s()
-        outcome = await self._execute(session, call, tool)
-        elapsed_s = self._clock.monotonic_s() - started_s
         tool_type = UNKNOWN_TOOL_TYPE if tool is None else tool.tool_type
-        self._metrics.record_tool_call(tool_type, outcome.ok, elapsed_s)
+        with self._tracing.tool_call(call.name, tool_type, call.id) as span:
+            started_s = self._clock.monotonic_s()
+            outcome = await self._execute(session, call, tool)
+            elapsed_s = self._clock.monotonic_s() - started_s
+            self._metrics.record_tool_call(tool_type, outcome.ok, elapsed_s)
+            span.set_attribute(TraceAttr.TOOL_OK, outcome.ok)
+            if not outcome.ok:
+                span.fail("tool_error")
         return outcome
 
     async def _execute(
@@ -149,8 +156,12 @@ def default_registry(env: Env) -> ToolRegistry:
         "external_mcp": McpToolRunner(env.store, env.mcp, timeout_s=timeout_s),
         "letta_builtin": UnavailableRunner("this Letta built-in is not in Kelpie"),
     }
-    registry = ToolRegistry(by_name, by_type, clock=env.clock, metrics=env.metrics)
-    code = CodeRunner(env.sandbox, registry.execute, timeout_s_default=timeout_s)
+    registry = ToolRegistry(
+        by_name, by_type, clock=env.clock, metrics=env.metrics, tracing=env.tracing
+    )
+    code = CodeRunner(
+        env.sandbox, registry.execute, timeout_s_default=timeout_s, metrics=env.metrics
+    )
     for name in code.names:
         registry.add(name, code)
     return registry

@@ -17,12 +17,22 @@ pause (not run twice), the waiting call by the reply. Like a workflow replayed i
 the code must make the same calls in the same order when it runs again; what it does
 besides calling tools (prints, files, a session's variables) is done again."""
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from kelpie.llm import ToolCall
-from kelpie.sandbox import HostCallAnswer, Sandbox, SandboxLimits, ToolJob, ToolJobResult, ToolStub
+from kelpie.obs import Metrics
+from kelpie.sandbox import (
+    HostCallAnswer,
+    Sandbox,
+    SandboxLimits,
+    ToolJob,
+    ToolJobResult,
+    ToolStub,
+    fits_interpreter,
+)
 from kelpie.schemas import CodeCallAnswer, CodePause, StoredToolCall, Tool
 from kelpie.tools._returned import ToolReturn
 from kelpie.tools._run_custom import output_lines
@@ -41,10 +51,18 @@ Execute = Callable[[ToolSession, ToolCall, Tool | None], Awaitable[ToolOutcome]]
 class CodeRunner:
     names = CODE_TOOL_NAMES
 
-    def __init__(self, sandbox: Sandbox, execute: Execute, *, timeout_s_default: float) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        execute: Execute,
+        *,
+        timeout_s_default: float,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._sandbox = sandbox
         self._execute = execute
         self._timeout_s_default = timeout_s_default
+        self._metrics = metrics or Metrics(enabled=False)
 
     def runs_concurrently(self, tool: Tool) -> bool:
         """Code shares the agent's workspace and may edit its memory: one at a time."""
@@ -76,11 +94,19 @@ class CodeRunner:
         )
         resume = session.code_resumes.pop(call_id, None)
         calls = CodeCalls(session, self._execute, call_id, resume) if with_tools else None
-        sessions = self._sandbox.sessions
+        sessions, interpreter = self._sandbox.sessions, self._sandbox.interpreter
         if sessions.unavailable_reason is None:
             # The agent's own session: variables, imports and open files carry over.
+            self._metrics.record_code_run("session")
             result = await sessions.run(session.agent.id, job, calls)
+        elif interpreter.unavailable_reason is None and fits_interpreter(
+            code, [stub.name for stub in stubs]
+        ):
+            # Nothing but its tools and pure modules: no process, no workspace to mount.
+            self._metrics.record_code_run("interpreter")
+            result = await interpreter.run(dataclasses.replace(job, workspace=None), calls)
         else:
+            self._metrics.record_code_run("process")
             result = await self._sandbox.run(job, calls)
         if calls is not None and calls.diverged is not None:
             return ToolReturn(calls.diverged, ok=False)

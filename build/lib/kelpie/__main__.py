@@ -1,3 +1,0 @@
-from kelpie.cli import main
-
-main()

@@ -1,3 +1,0 @@
--- Kelpie schema, version 2: `GET /v1/messages/` pages through every agent's messages in
--- the strict cursor order, (created_at, id), without scanning the table.
-CREATE INDEX messages_by_created ON messages (created_at, id);

@@ -1,0 +1,94 @@
+"""The base of PostgresStore's mixins: the shared pool, one transaction per write, reads,
+cursor paging and the translation of driver errors. Each mixin (agents and blocks today;
+threads, runs, search, ... as they are ported) adds one role of the Store protocol.
+
+Driver: psycopg 3 with psycopg_pool (see `_postgres.py` for why).
+"""
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Final
+
+import psycopg
+import psycopg_pool
+
+from kelpie.errors import InvalidInput
+from kelpie.storage._errors import StorageConflict, StorageUnavailable
+from kelpie.storage._pagination import Cursor, page_clause
+from kelpie.storage._queries import Page
+
+PAGE_COLUMNS: Final = frozenset({"created_at", "updated_at", "last_message_at"})
+PAGE_TABLES: Final = frozenset({"agents", "blocks", "tools", "conversations", "messages"})
+
+Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+
+
+def qmarks(text: str) -> str:
+    """`page_clause`'s SQLite placeholders as psycopg's (it only emits `?` for values)."""
+    return text.replace("?", "%s")
+
+
+class PgRows:
+    def __init__(self, pool: psycopg_pool.AsyncConnectionPool[Connection]) -> None:
+        self._pool = pool
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Connection]:
+        """One write transaction on a pooled connection; driver errors become storage
+        errors, and any exception rolls it back."""
+        try:
+            async with self._pool.connection() as db, db.transaction():
+                yield db
+        except psycopg.errors.IntegrityError as error:
+            raise StorageConflict(f"write rejected by a uniqueness rule: {error}") from error
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as error:
+            raise StorageUnavailable(f"database write failed: {error}") from error
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Connection]:
+        """A pooled connection for a few reads in a row (autocommit: each its own snapshot,
+        as SQLite's reads outside a transaction)."""
+        try:
+            async with self._pool.connection() as db:
+                yield db
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as error:
+            raise StorageUnavailable(f"database read failed: {error}") from error
+
+    async def _read(self, statement: str, params: Sequence[object] = ()) -> list[Any]:
+        async with self._reading() as db:
+            cursor = await db.execute(statement, params)
+            return await cursor.fetchall()
+
+    @staticmethod
+    async def _cursor_at(
+        db: Connection, table: str, item_id: str | None, column: str
+    ) -> Cursor | None:
+        if item_id is None:
+            return None
+        cursor = await db.execute(f"SELECT {column} FROM {table} WHERE id = %s", (item_id,))
+        row = await cursor.fetchone()
+        if row is None:
+            raise InvalidInput(f"Cursor '{item_id}' does not match any stored item to page from")
+        return Cursor(created_at=row[0], id=item_id)
+
+    async def _paged(
+        self,
+        db: Connection,
+        table: str,
+        alias: str,
+        page: Page,
+        where: list[str],
+        params: list[object],
+        column: str = "created_at",
+    ) -> tuple[str, list[object], bool]:
+        """WHERE ... ORDER BY ... LIMIT for one page in the strict (column, id) order, its
+        parameters, and whether the rows come back reversed (as SQLite's `_paged`)."""
+        assert column in PAGE_COLUMNS, f"not an indexed page column: {column}"
+        assert table in PAGE_TABLES, f"not a paged table: {table}"
+        after = await self._cursor_at(db, table, page.after, column)
+        before = await self._cursor_at(db, table, page.before, column)
+        clause = page_clause(alias, page, after=after, before=before, column=column)
+        conditions = [*where, *(qmarks(condition) for condition in clause.where)]
+        sql_where = " AND ".join(conditions) or "TRUE"
+        statement = f"WHERE {sql_where} ORDER BY {clause.order} LIMIT %s"
+        return statement, [*params, *clause.params, page.limit], clause.reverse

@@ -1,0 +1,83 @@
+"""PostgreSQL store: the server tier (issue 12). One shared pool per process, one
+transaction per write, the schema of `migrations/postgres/` applied at open.
+
+The driver is psycopg 3 with psycopg_pool, not asyncpg:
+- one driver for everything: yoyo migrates PostgreSQL through psycopg 3, so the schema
+  and the store use the same connection code and DSNs (asyncpg would add psycopg anyway);
+- pipeline mode (several statements per round trip: a step's inserts, `executemany`) and
+  COPY in both directions (what `migrate-db` needs for 100,000 passages);
+- server-side binding with a prepared-statement cache that can be turned off
+  (`prepare_threshold=None`) for PgBouncer in transaction mode, where asyncpg's always-on
+  cache needs a workaround;
+- psycopg_pool: a maintained async pool with sizing, reconnection after a lost server,
+  and a bounded wait that becomes a 503, not a stall;
+- what the field runs: SQLAlchemy, Django and most new Python services default to psycopg 3;
+  asyncpg (which Letta used) is a little faster per query in benchmarks, but our requests
+  are a handful of indexed statements, where the round trips dominate either way.
+
+Only part of the `Store` protocol is here so far: `_roles.AgentsAndBlocks` (agents,
+blocks and their history, tools, tags, in-context ids). The other methods do not exist
+yet (no stubs), so mypy refuses a `PostgresStore` where a `Store` is wanted until they do.
+"""
+
+from typing import Final, final
+
+import psycopg
+import psycopg_pool
+
+from kelpie.storage import _pg_migrations
+from kelpie.storage._errors import StorageUnavailable
+from kelpie.storage._pg_agents import AgentRows
+from kelpie.storage._pg_rows import Connection
+
+POOL_SIZE_MIN_DEFAULT: Final = 1
+POOL_SIZE_MAX_DEFAULT: Final = 10
+# How long a request waits for a pooled connection before it fails with a 503.
+POOL_WAIT_S: Final = 10.0
+POOL_OPEN_TIMEOUT_S: Final = 10.0
+
+
+@final
+class PostgresStore(AgentRows):
+    def __init__(
+        self, pool: psycopg_pool.AsyncConnectionPool[Connection], *, pgvector: bool
+    ) -> None:
+        super().__init__(pool)
+        # Whether the schema has pgvector columns (see migration 0003); search uses them.
+        self.pgvector = pgvector
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        pool_min: int = POOL_SIZE_MIN_DEFAULT,
+        pool_max: int = POOL_SIZE_MAX_DEFAULT,
+    ) -> "PostgresStore":
+        """Migrates the database at `dsn` (a postgresql:// URL) and opens the pool. An
+        unreachable, too old or too new database raises StorageUnavailable saying which."""
+        assert _pg_migrations.is_postgres_dsn(dsn), "not a postgresql:// URL"
+        assert 1 <= pool_min <= pool_max, "pool sizes out of order"
+        # Start-up only: migrations and the extension check block the loop (as SQLite's do).
+        _pg_migrations.apply(dsn)
+        pgvector = _pg_migrations.has_pgvector(dsn)
+        pool: psycopg_pool.AsyncConnectionPool[Connection] = psycopg_pool.AsyncConnectionPool(
+            dsn,
+            min_size=pool_min,
+            max_size=pool_max,
+            timeout=POOL_WAIT_S,
+            kwargs={"autocommit": True},
+            open=False,
+            name="kelpie",
+        )
+        try:
+            await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_S)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as error:
+            await pool.close()
+            raise StorageUnavailable(
+                f"cannot connect to {_pg_migrations.redacted(dsn)}: {error}"
+            ) from error
+        return cls(pool, pgvector=pgvector)
+
+    async def close(self) -> None:
+        await self._pool.close()
