@@ -38,6 +38,24 @@ class TestRequestShape:
             {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 3}'},
         ]
 
+    def test_a_message_is_encoded_once_and_its_bytes_sent_again(self, fake_llm: FakeLlm) -> None:
+        kept = ChatMessage("user", "Hello \u00e9t\u00e9 \U0001f30a")
+        provider = fake_llm.provider("openai")
+        complete(provider, chat_request(kept))
+        first = kept.encoded["openai"]
+        assert fake_llm.last_body()["messages"] == [{"role": "user", "content": kept.content}]
+
+        # The next request sends the kept bytes as they are, whatever they say.
+        kept.encoded["openai"] = b'{"role":"user","content":"from the kept bytes"}'
+        complete(provider, chat_request(kept, ChatMessage("assistant", "Hi")))
+
+        assert first.decode() == '{"role":"user","content":"Hello \u00e9t\u00e9 \U0001f30a"}'
+        assert fake_llm.last_body()["messages"] == [
+            {"role": "user", "content": "from the kept bytes"},
+            {"role": "assistant", "content": "Hi"},
+        ]
+        assert kept == ChatMessage("user", kept.content), "the encoding is not the message's value"
+
     def test_tools_choice_and_parallelism(self, fake_llm: FakeLlm) -> None:
         request = chat_request(
             tools=(WEATHER_TOOL, TIME_TOOL), tool_choice="required", parallel_tool_calls=True

@@ -30,6 +30,12 @@ class ChatMessage:
     # For role "tool": which call this answers.
     tool_call_id: str | None = None
     name: str | None = None
+    # Each provider's wire encoding of this message, made once while it lives: a kept
+    # thread context holds its history's messages between turns, and every request sends
+    # them all again. Not part of the message's value.
+    encoded: dict[str, bytes] = dataclasses.field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
 
 @final
