@@ -64,9 +64,10 @@ def in_context_messages(base_url: str, agent_id: str) -> int:
     return len(agent.get("message_ids") or [])
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as handle:
+def cpu_seconds(pid: int, *, thread: int | None = None) -> float:
+    """utime + stime of the process (or of one of its threads), from /proc."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path, "rb") as handle:
         raw = handle.read().decode()
     # Fields after the command name (which may hold spaces) start at ")".
     fields = raw[raw.rindex(")") + 2 :].split()
@@ -160,7 +161,10 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[str, A
         for thread in threads:
             thread.start()
         samples: list[dict[str, Any]] = []
+        # The event loop runs on the main thread: its CPU is the request path's, apart from
+        # the embedding worker's model (a thread pool) that embeds each message once.
         cpu_before, turns_before = cpu_seconds(pid), 0
+        loop_before = cpu_seconds(pid, thread=pid)
         minute_index = 0
         while time.perf_counter() < deadline:
             next_mark = started + (minute_index + 1) * 60
@@ -168,6 +172,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[str, A
             if server.process.exited() is not None:
                 raise BenchError(f"server exited:\n{server.process.log_tail()}")
             cpu_now, turns_now = cpu_seconds(pid), recorder.turns_total
+            loop_now = cpu_seconds(pid, thread=pid)
             minute = recorder.minutes.get(minute_index, Minute(minute_index))
             ordered = sorted(minute.latencies)
             turns = turns_now - turns_before
@@ -180,16 +185,18 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[str, A
                 "errors": minute.errors,
                 "rss_mib": process_tree_rss_mib(pid),
                 "cpu_ms_per_turn": (cpu_now - cpu_before) * 1000 / turns if turns else 0.0,
+                "loop_cpu_ms_per_turn": (loop_now - loop_before) * 1000 / turns if turns else 0.0,
                 "context_messages": in_context_messages(server.base_url, agent_ids[0]),
             }
             samples.append(sample)
             print(
                 "  minute {minute:>3}: {turns_per_s:7.1f} turns/s  p50 {p50_ms:7.2f} ms"
                 "  p99 {p99_ms:7.2f} ms  RSS {rss_mib:6.1f} MiB  CPU/turn {cpu_ms_per_turn:6.2f}"
-                " ms  ~{context_messages} msgs/agent  errors {errors}".format(**sample),
+                " ms (loop {loop_cpu_ms_per_turn:5.2f})  agent 0 {context_messages} msgs"
+                "  errors {errors}".format(**sample),
                 flush=True,
             )
-            cpu_before, turns_before = cpu_now, turns_now
+            cpu_before, turns_before, loop_before = cpu_now, turns_now, loop_now
             minute_index += 1
         for thread in threads:
             thread.join(timeout=130)
@@ -217,6 +224,8 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[str, A
             last["cpu_ms_per_turn"] / first["cpu_ms_per_turn"] if first["cpu_ms_per_turn"] else 0,
             "x",
         ),
+        Row("event-loop CPU per turn, first minute", first["loop_cpu_ms_per_turn"], "ms"),
+        Row("event-loop CPU per turn, last minute", last["loop_cpu_ms_per_turn"], "ms"),
         Row(
             f"server RSS growth after minute {RSS_SETTLED_MINUTE}",
             100 * (last["rss_mib"] - settled["rss_mib"]) / settled["rss_mib"],
