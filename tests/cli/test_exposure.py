@@ -53,6 +53,10 @@ def test_non_loopback_with_password_does_not_warn() -> None:
     assert exposure_warning(Config(host="0.0.0.0", server_password="secret")) is None
 
 
+def test_non_loopback_with_api_keys_does_not_warn() -> None:
+    assert exposure_warning(Config(host="0.0.0.0"), api_keys=True) is None
+
+
 def test_loopback_does_not_warn() -> None:
     assert exposure_warning(Config(host="127.0.0.1")) is None
 
@@ -65,8 +69,8 @@ def free_port() -> int:
 
 
 def test_serve_on_all_interfaces_prints_the_warning(tmp_path: Path) -> None:
-    """The warning comes before the socket is bound: the test stops the server once it
-    has been written."""
+    """The warning comes once the store is open (it asks whether any API key was made),
+    before the socket is bound: the test stops the server once it has been written."""
     argv = [sys.executable, "-m", "kelpie", "serve", "--host", "0.0.0.0"]
     argv += ["--port", str(free_port()), "--data-dir", str(tmp_path / "data")]
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("KELPIE_", "LETTA_"))}

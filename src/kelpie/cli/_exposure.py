@@ -1,5 +1,5 @@
 """The start-up warning for a server anyone on the network can use: bound to an address
-other than loopback, with no password."""
+other than loopback, with no password and no API key ever made (either turns auth on)."""
 
 import ipaddress
 from typing import Final
@@ -21,13 +21,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure_warning(config: Config) -> str | None:
+def exposure_warning(config: Config, *, api_keys: bool = False) -> str | None:
     """What to warn of at start-up, or None when only this machine can reach the server
-    or it asks for a password."""
-    if config.server_password is not None or is_loopback(config.host):
+    or it asks for a password or an API key (`api_keys`: one was ever made)."""
+    if config.server_password is not None or api_keys or is_loopback(config.host):
         return None
     return (
-        f"serving on {config.host} without a password: anyone who can reach this address"
-        " can read and change every agent. Set KELPIE_SERVER_PASSWORD, or bind 127.0.0.1"
-        " (--host)."
+        f"serving on {config.host} without a password or API keys: anyone who can reach"
+        " this address can read and change every agent. Create a key (kelpie keys create"
+        " --admin), set KELPIE_SERVER_PASSWORD, or bind 127.0.0.1 (--host)."
     )

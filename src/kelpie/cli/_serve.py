@@ -100,6 +100,9 @@ async def _serve(config: Config, log_level: str) -> None:
     server: ClosingServer | None = None
     try:
         await prepare(env)
+        keys = bool(await env.store.list_api_keys())
+        if (warning := exposure_warning(config, api_keys=keys)) is not None:
+            log.warning(warning)
         app = create_app(env)
         server = ClosingServer(
             uvicorn.Config(
@@ -175,8 +178,6 @@ def serve(
     configure_logging(config.log_level, config.log_format)
     for noisy in ("yoyo", "httpx", "httpx2", "openai", "anthropic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if (warning := exposure_warning(config)) is not None:
-        log.warning(warning)
     if config_file is not None:
         log.info("settings from %s (flags and environment variables win)", config_file)
     log.info("data in %s; database %s", config.data_dir, config.database_url)
