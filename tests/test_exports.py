@@ -69,6 +69,7 @@ PUBLIC_SURFACES: Final[dict[str, tuple[str, ...]]] = {
         "AnthropicClient",
         "ChatMessage",
         "FinishReason",
+        "HistoryEncodings",
         "LlmClient",
         "LlmDelta",
         "LlmError",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 
-from kelpie.llm import ChatMessage, LlmProviderFailed, ToolCall
+from kelpie.llm import ChatMessage, HistoryEncodings, LlmProviderFailed, ToolCall
 
 from ._support import TIME_TOOL, WEATHER_TOOL, FakeLlm, chat_request, complete
 
@@ -55,6 +58,37 @@ class TestRequestShape:
             {"role": "assistant", "content": "Hi"},
         ]
         assert kept == ChatMessage("user", kept.content), "the encoding is not the message's value"
+
+    def test_a_kept_history_is_joined_once_and_grows_by_what_was_added(
+        self, fake_llm: FakeLlm
+    ) -> None:
+        provider, kept = fake_llm.provider("openai"), HistoryEncodings()
+        system, first, second = (
+            ChatMessage("system", "S"),
+            ChatMessage("user", "a"),
+            ChatMessage("assistant", "b"),
+        )
+
+        def sent(*messages: ChatMessage, history_len: int) -> list[Any]:
+            request = dataclasses.replace(
+                chat_request(*messages), history=kept, history_start=1, history_len=history_len
+            )
+            complete(provider, request)
+            return [m["content"] for m in fake_llm.last_body()["messages"]]
+
+        assert sent(system, first, second, ChatMessage("user", "c"), history_len=2) == [
+            "S", "a", "b", "c"
+        ]  # fmt: skip
+        assert kept.joined["openai"][0] == 2
+        # The join is kept: a history message's own bytes are not read again.
+        first.encoded["openai"] = b'{"role":"user","content":"changed"}'
+        third = ChatMessage("user", "c")
+        assert sent(system, first, second, third, ChatMessage("assistant", "d"), history_len=3) == [
+            "S", "a", "b", "c", "d"
+        ]  # fmt: skip
+        assert kept.joined["openai"][0] == 3
+        # A history shorter than the one kept is not it: joined afresh.
+        assert sent(system, first, history_len=1) == ["S", "changed"]
 
     def test_tools_choice_and_parallelism(self, fake_llm: FakeLlm) -> None:
         request = chat_request(

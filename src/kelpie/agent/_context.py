@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from kelpie.agent._turn import to_chat
-from kelpie.llm import ChatMessage
+from kelpie.llm import ChatMessage, HistoryEncodings
 from kelpie.schemas import Message
 
 # Rough memory of one kept message besides its text (the Message, its chat form, lists).
@@ -48,6 +48,8 @@ class ThreadContext:
         else:
             self.system, rest = None, list(messages)
         self.history, self.chat, self.chars, self.nbytes = [], [], 0, 0
+        # The history's joined wire encodings: kept while `chat` only grows at its end.
+        self.encodings = HistoryEncodings()
         self.extend(rest)
 
     def extend(self, messages: Iterable[Message]) -> None:

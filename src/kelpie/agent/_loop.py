@@ -233,12 +233,18 @@ class _TurnRunner:
         specs += [spec for spec in turn.client_tools if spec.name not in self._tools]
         await self._compact_if_full(specs)
         self._recompile()
+        system = to_chat([self._request_system()])
+        # The kept history, unless a compaction in this turn replaced it.
+        kept = self._history_chat is turn.context.chat
         request = LlmRequest(
             config=turn.llm_config,
-            messages=(*to_chat([self._request_system()]), *self._history_chat, *self._new_chat()),
+            messages=(*system, *self._history_chat, *self._new_chat()),
             tools=tuple(specs),
             tool_choice="required" if must_call and allowed else None,
             parallel_tool_calls=bool(turn.llm_config.parallel_tool_calls),
+            history=turn.context.encodings if kept else None,
+            history_start=len(system),
+            history_len=len(self._history_chat) if kept else 0,
         )
         assistant_id = self._env.entropy.new_id(MESSAGE_PREFIX)
         streamer = self._streamer(assistant_id, step.id) if turn.stream_tokens else None

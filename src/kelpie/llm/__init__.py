@@ -31,6 +31,7 @@ from kelpie.llm._scripted import ScriptedLlm, ScriptedProviders, scripted_deltas
 from kelpie.llm._types import (
     ChatMessage,
     FinishReason,
+    HistoryEncodings,
     LlmClient,
     LlmDelta,
     LlmRequest,
@@ -51,6 +52,7 @@ __all__ = [
     "AnthropicClient",
     "ChatMessage",
     "FinishReason",
+    "HistoryEncodings",
     "LlmClient",
     "LlmDelta",
     "LlmError",

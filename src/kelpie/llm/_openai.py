@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, final
 
 from kelpie.llm._catalog import Provider
@@ -162,9 +163,31 @@ def _request_body(request: LlmRequest, extra: dict[str, object]) -> bytes:
         {**_create_params(request), **extra}, ensure_ascii=False, separators=(",", ":")
     )
     assert rest.startswith('{"model":'), "a request names its model first"
+    return b'{"messages":[' + _messages_json(request) + b"]," + rest[1:].encode()
+
+
+def _messages_json(request: LlmRequest) -> bytes:
+    """The messages joined, a kept history's part from its kept join plus what was added
+    since (see HistoryEncodings): a long thread costs what it added, not its length."""
+    messages, kept = request.messages, request.history
+    if kept is None:
+        return _joined(messages)
+    start, end = request.history_start, request.history_start + request.history_len
+    assert 0 <= start <= end <= len(messages), "the kept history lies within the messages"
+    count, joined = kept.joined.get(_ENCODING, (0, b""))
+    if count > request.history_len:  # not the history it was kept for: start again
+        count, joined = 0, b""
+    added = _joined(messages[start + count : end])
+    if added:
+        joined = joined + b"," + added if joined else added
+    kept.joined[_ENCODING] = (request.history_len, joined)
+    parts = (_joined(messages[:start]), joined, _joined(messages[end:]))
+    return b",".join(part for part in parts if part)
+
+
+def _joined(messages: Sequence[ChatMessage]) -> bytes:
     # Inline, not a call per message: at thousands of messages the call itself dominated.
-    messages = b",".join([m.encoded.get(_ENCODING) or _message_json(m) for m in request.messages])
-    return b'{"messages":[' + messages + b"]," + rest[1:].encode()
+    return b",".join([m.encoded.get(_ENCODING) or _message_json(m) for m in messages])
 
 
 def _message_json(message: ChatMessage) -> bytes:

@@ -48,6 +48,18 @@ class ToolSpec:
 
 
 @final
+class HistoryEncodings:
+    """A kept thread history's messages joined in each provider's wire encoding, kept
+    between requests: while it lives the history only grows at its end, so a request
+    encodes only the messages added since the last one. Whoever keeps the history owns it
+    (and drops it when the history is replaced)."""
+
+    def __init__(self) -> None:
+        # Provider → (how many of the history's first messages, their joined encoding).
+        self.joined: dict[str, tuple[int, bytes]] = {}
+
+
+@final
 @dataclasses.dataclass(frozen=True)
 class LlmRequest:
     config: LlmConfig
@@ -56,6 +68,11 @@ class LlmRequest:
     # "required" forces a tool call (tool rules use it); None lets the provider default.
     tool_choice: Literal["auto", "required", "none"] | None = None
     parallel_tool_calls: bool = False
+    # messages[history_start : history_start + history_len] is a kept history whose joined
+    # encodings `history` holds between requests (None: nothing is kept).
+    history: HistoryEncodings | None = dataclasses.field(default=None, compare=False)
+    history_start: int = 0
+    history_len: int = 0
 
 
 @final
