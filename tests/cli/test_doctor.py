@@ -67,4 +67,5 @@ def test_doctor_passes_on_a_good_host(tmp_path: Path) -> None:
     env |= {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "ANTHROPIC_API_KEY": ""}
     result = CliRunner().invoke(main, ["doctor", "--data-dir", str(tmp_path)], env=env)
     assert "all required checks passed" in result.output, result.output
+    assert "ok    interpreter: Monty runs snippets confined" in result.output
     assert result.exit_code == 0

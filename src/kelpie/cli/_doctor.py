@@ -21,7 +21,7 @@ from kelpie.env import Config
 from kelpie.errors import KelpieError
 from kelpie.llm import configured_providers, fetch_model_ids
 from kelpie.memory import LocalEmbedder
-from kelpie.sandbox import GvisorSessions, ProcessSandbox
+from kelpie.sandbox import GvisorSessions, ProcessSandbox, ToolJob
 from kelpie.storage import integrity_problems, pending_migrations
 
 FREE_BYTES_FAIL: Final = 100 * 2**20
@@ -153,7 +153,10 @@ async def check_embedder(config: Config) -> list[Finding]:
 async def check_sandbox(config: Config) -> list[Finding]:
     with tempfile.TemporaryDirectory(prefix="kelpie-doctor-") as scratch:
         sandbox = ProcessSandbox(
-            root_dir=Path(scratch), pool_size=0, code_sessions=config.code_sessions
+            root_dir=Path(scratch),
+            pool_size=0,
+            code_sessions=config.code_sessions,
+            code_interpreter=config.code_interpreter,
         )
         try:
             async with asyncio.timeout(SANDBOX_TIMEOUT_S):
@@ -161,9 +164,23 @@ async def check_sandbox(config: Config) -> list[Finding]:
                 await sandbox.ready()
                 if isinstance(sandbox.sessions, GvisorSessions):
                     await sandbox.sessions.ready()
-            return _sandbox_findings(sandbox)
+                interpreted = await _interpreter_finding(sandbox)
+            return [*_sandbox_findings(sandbox), interpreted]
         finally:
             await sandbox.close()
+
+
+async def _interpreter_finding(sandbox: ProcessSandbox) -> Finding:
+    """The interpreter tier runs one snippet (it serves code where sessions are off)."""
+    off = sandbox.interpreter.unavailable_reason
+    if off is not None:
+        return Finding("warn", "interpreter", off, "tool-only snippets take a process instead")
+    job = ToolJob(source_code="sum([1, 2, 3])", function_name=None)
+    result = await sandbox.interpreter.run(job)
+    if result.status != "success" or result.func_return != 6:
+        detail = result.error or f"answered {result.func_return!r}"
+        return Finding("warn", "interpreter", detail, "tool-only snippets take a process instead")
+    return Finding("ok", "interpreter", "Monty runs snippets confined")
 
 
 def _sandbox_findings(sandbox: ProcessSandbox) -> list[Finding]:
