@@ -14,8 +14,11 @@ from kelpie.agent._turn import to_chat
 from kelpie.llm import ChatMessage, HistoryEncodings
 from kelpie.schemas import Message
 
-# Rough memory of one kept message besides its text (the Message, its chat form, lists).
+# Rough memory of one kept message besides its text (the Message, its chat form, lists),
+# and how many copies of its text are kept: the Message's, the chat form's, its provider
+# encoding and the history's joined encoding (HistoryEncodings).
 MESSAGE_OVERHEAD_BYTES: Final = 1_200
+TEXT_COPIES: Final = 4
 
 
 def message_chars(message: Message) -> int:
@@ -59,7 +62,7 @@ class ThreadContext:
             self.history.append(message)
             self.chat.extend(to_chat([message]))
             self.chars += chars
-            self.nbytes += MESSAGE_OVERHEAD_BYTES + 2 * chars
+            self.nbytes += MESSAGE_OVERHEAD_BYTES + TEXT_COPIES * chars
 
     @property
     def last(self) -> Message | None:
