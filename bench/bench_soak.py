@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from _common import (
     MODEL,
     BenchError,
@@ -59,8 +61,15 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def in_context_messages(base_url: str, agent_id: str) -> int:
-    with http_client(base_url) as check:
-        agent = check.get(f"/v1/agents/{agent_id}").json()
+    """Agent 0's in-context length; -1 when the server did not answer within the timeout
+    (reported, not fatal: a stall is a finding of the run)."""
+    started = time.perf_counter()
+    try:
+        with http_client(base_url) as check:
+            agent = check.get(f"/v1/agents/{agent_id}").json()
+    except httpx.TimeoutException:
+        print(f"  ! GET agent took over {time.perf_counter() - started:.0f} s", flush=True)
+        return -1
     return len(agent.get("message_ids") or [])
 
 
