@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import psycopg
 import pytest
@@ -19,13 +19,15 @@ import pytest
 from kelpie.storage import SqliteStore, _pg_migrations
 from kelpie.storage._pgserver import LocalPostgres
 from kelpie.storage._postgres import PostgresStore
-from kelpie.storage._roles import AgentsAndBlocks
+from kelpie.storage._roles import AgentsAndBlocks, ApiKeys, McpServers, WorkingMemory
 
 BACKENDS: Final = ("sqlite", "postgres")
 TEST_DATABASE: Final = "kelpie_test"
 
-# The roles every backend of the suite has (grows as PostgresStore gains roles).
-Conformance = AgentsAndBlocks
+
+class Conformance(AgentsAndBlocks, McpServers, WorkingMemory, ApiKeys, Protocol):
+    """The roles every backend of the suite has (grows as PostgresStore gains roles)."""
+
 
 T = TypeVar("T")
 

@@ -1,6 +1,9 @@
 """The base of PostgresStore's mixins: the shared pool, one transaction per write, reads,
-cursor paging and the translation of driver errors. Each mixin (agents and blocks today;
-threads, runs, search, ... as they are ported) adds one role of the Store protocol.
+cursor paging and the translation of driver errors. Each mixin (agents and blocks, MCP
+servers, working memory, API keys today; threads, runs, search, ... as they are ported) adds
+one role of the Store protocol. Helpers one mixin needs from another are declared at the
+end as stubs (as in SqliteRows): PgRows comes last in PostgresStore's method order, so the
+real methods replace them.
 
 Driver: psycopg 3 with psycopg_pool (see `_postgres.py` for why).
 """
@@ -92,3 +95,15 @@ class PgRows:
         sql_where = " AND ".join(conditions) or "TRUE"
         statement = f"WHERE {sql_where} ORDER BY {clause.order} LIMIT %s"
         return statement, [*params, *clause.params, page.limit], clause.reverse
+
+    # AgentRows (for McpRows) ------------------------------------------------------------
+
+    @staticmethod
+    async def _set_agent_tools(
+        db: Connection, agent_id: str, tool_ids: Sequence[str], at_us: int
+    ) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    async def _touch_agent(db: Connection, agent_id: str, at_us: int) -> None:
+        raise NotImplementedError

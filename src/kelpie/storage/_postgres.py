@@ -15,9 +15,10 @@ The driver is psycopg 3 with psycopg_pool, not asyncpg:
   asyncpg (which Letta used) is a little faster per query in benchmarks, but our requests
   are a handful of indexed statements, where the round trips dominate either way.
 
-Only part of the `Store` protocol is here so far: `_roles.AgentsAndBlocks` (agents,
-blocks and their history, tools, tags, in-context ids). The other methods do not exist
-yet (no stubs), so mypy refuses a `PostgresStore` where a `Store` is wanted until they do.
+Only part of the `Store` protocol is here so far, one mixin per role of `_roles`:
+AgentsAndBlocks (agents, blocks and their history, tools, tags, in-context ids),
+McpServers, WorkingMemory and ApiKeys. The other methods do not exist yet (no stubs), so
+mypy refuses a `PostgresStore` where a `Store` is wanted until they do.
 """
 
 from typing import Final, final
@@ -28,6 +29,9 @@ import psycopg_pool
 from kelpie.storage import _pg_migrations
 from kelpie.storage._errors import StorageUnavailable
 from kelpie.storage._pg_agents import AgentRows
+from kelpie.storage._pg_keys import ApiKeyRows
+from kelpie.storage._pg_mcp import McpRows
+from kelpie.storage._pg_memory import WorkingMemoryRows
 from kelpie.storage._pg_rows import Connection
 
 POOL_SIZE_MIN_DEFAULT: Final = 1
@@ -38,7 +42,7 @@ POOL_OPEN_TIMEOUT_S: Final = 10.0
 
 
 @final
-class PostgresStore(AgentRows):
+class PostgresStore(AgentRows, McpRows, WorkingMemoryRows, ApiKeyRows):
     def __init__(
         self, pool: psycopg_pool.AsyncConnectionPool[Connection], *, pgvector: bool
     ) -> None:

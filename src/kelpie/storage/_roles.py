@@ -8,7 +8,17 @@ and the conformance suite runs each role's assertions against every backend that
 from collections.abc import Sequence
 from typing import Protocol
 
-from kelpie.schemas import AgentConfig, AgentState, Block, BlockHistoryEntry, Message, Tool
+from kelpie.schemas import (
+    AgentConfig,
+    AgentState,
+    ApiKey,
+    Block,
+    BlockHistoryEntry,
+    McpServer,
+    Message,
+    Tool,
+    WorkingMemoryEntry,
+)
 from kelpie.storage._commits import AgentsImport, BlockChange, ContextIds
 from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
 
@@ -77,3 +87,49 @@ class AgentsAndBlocks(Protocol):
     async def context_since(
         self, agent_id: str, conversation_id: str | None, head: int | None
     ) -> ContextIds | None: ...
+
+
+class McpServers(Protocol):
+    """MCP servers and their tools (tool rows of type external_mcp naming the server)."""
+
+    async def insert_mcp_server(self, server: McpServer, tools: Sequence[Tool]) -> None: ...
+    async def replace_mcp_server(
+        self, server: McpServer, tools: Sequence[Tool], attach_to: Sequence[str] = ()
+    ) -> list[Tool] | None: ...
+    async def get_mcp_server(self, server_id: str) -> McpServer | None: ...
+    async def get_mcp_server_by_name(self, name: str) -> McpServer | None: ...
+    async def list_mcp_servers(self) -> list[McpServer]: ...
+    async def mcp_server_tools(self, server_id: str) -> list[Tool]: ...
+    async def delete_mcp_server(self, server_id: str) -> bool: ...
+
+
+class WorkingMemory(Protocol):
+    """Per-agent keys with an optional expiry; reads skip keys expired at `now_us` (the
+    store reads no clock)."""
+
+    async def get_working_memory(
+        self, agent_id: str, key: str, now_us: int
+    ) -> WorkingMemoryEntry | None: ...
+    async def list_working_memory(
+        self, agent_id: str, prefix: str, page: Page, now_us: int
+    ) -> list[WorkingMemoryEntry]: ...
+    async def working_memory_keys(self, agent_id: str, prefix: str, now_us: int) -> list[str]: ...
+    async def set_working_memory(
+        self, agent_id: str, entry: WorkingMemoryEntry
+    ) -> WorkingMemoryEntry: ...
+    async def delete_working_memory(self, agent_id: str, key: str, now_us: int) -> bool: ...
+
+
+class ApiKeys(Protocol):
+    """API keys (the digest of each key's secret, never the key)."""
+
+    async def insert_api_key(self, key: ApiKey) -> None: ...
+    async def get_api_key(self, key_id: str) -> ApiKey | None: ...
+    async def list_api_keys(self) -> list[ApiKey]: ...
+    async def revoke_api_key(self, key_id: str, revoked_at_us: int) -> ApiKey | None:
+        """Revokes the key, keeping an earlier revocation's time; None if it is unknown."""
+        ...
+
+    async def touch_api_key(self, key_id: str, used_at_us: int) -> None:
+        """Records a use of the key (last_used_at never moves backwards)."""
+        ...

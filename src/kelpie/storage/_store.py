@@ -10,17 +10,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from kelpie.schemas import (
-    ApiKey,
     Archive,
     Conversation,
-    McpServer,
     Message,
     Passage,
     Run,
     RunEvent,
     Step,
-    Tool,
-    WorkingMemoryEntry,
 )
 from kelpie.storage._commits import StepCommit
 from kelpie.storage._queries import (
@@ -30,25 +26,14 @@ from kelpie.storage._queries import (
     Page,
     RunQuery,
 )
-from kelpie.storage._roles import AgentsAndBlocks
+from kelpie.storage._roles import AgentsAndBlocks, ApiKeys, McpServers, WorkingMemory
 from kelpie.storage._search import SearchFilter, SearchKind, VectorRows
 
 
-class Store(AgentsAndBlocks, Protocol):
-    """Everything a backend stores, role by role: AgentsAndBlocks (kelpie.storage._roles),
-    then the roles below, which move into their own protocols as the PostgreSQL store gains
-    them."""
-
-    # MCP servers and their tools (tool rows of type external_mcp naming the server).
-    async def insert_mcp_server(self, server: McpServer, tools: Sequence[Tool]) -> None: ...
-    async def replace_mcp_server(
-        self, server: McpServer, tools: Sequence[Tool], attach_to: Sequence[str] = ()
-    ) -> list[Tool] | None: ...
-    async def get_mcp_server(self, server_id: str) -> McpServer | None: ...
-    async def get_mcp_server_by_name(self, name: str) -> McpServer | None: ...
-    async def list_mcp_servers(self) -> list[McpServer]: ...
-    async def mcp_server_tools(self, server_id: str) -> list[Tool]: ...
-    async def delete_mcp_server(self, server_id: str) -> bool: ...
+class Store(AgentsAndBlocks, McpServers, WorkingMemory, ApiKeys, Protocol):
+    """Everything a backend stores, role by role: the roles of kelpie.storage._roles
+    (AgentsAndBlocks, McpServers, WorkingMemory, ApiKeys), then the operations below, which
+    move into their own protocols as the PostgreSQL store gains them."""
 
     # Messages, runs and steps.
     async def commit_step(self, commit: StepCommit) -> None: ...
@@ -128,28 +113,3 @@ class Store(AgentsAndBlocks, Protocol):
     ) -> None: ...
     async def passages_by_key(self, seqs: Sequence[int]) -> dict[int, Passage]: ...
     async def messages_by_key(self, seqs: Sequence[int]) -> dict[int, Message]: ...
-
-    # Working memory (reads skip keys expired at `now_us`).
-    async def get_working_memory(
-        self, agent_id: str, key: str, now_us: int
-    ) -> WorkingMemoryEntry | None: ...
-    async def list_working_memory(
-        self, agent_id: str, prefix: str, page: Page, now_us: int
-    ) -> list[WorkingMemoryEntry]: ...
-    async def working_memory_keys(self, agent_id: str, prefix: str, now_us: int) -> list[str]: ...
-    async def set_working_memory(
-        self, agent_id: str, entry: WorkingMemoryEntry
-    ) -> WorkingMemoryEntry: ...
-    async def delete_working_memory(self, agent_id: str, key: str, now_us: int) -> bool: ...
-
-    # API keys (the digest of each key's secret, never the key).
-    async def insert_api_key(self, key: ApiKey) -> None: ...
-    async def get_api_key(self, key_id: str) -> ApiKey | None: ...
-    async def list_api_keys(self) -> list[ApiKey]: ...
-    async def revoke_api_key(self, key_id: str, revoked_at_us: int) -> ApiKey | None:
-        """Revokes the key, keeping an earlier revocation's time; None if it is unknown."""
-        ...
-
-    async def touch_api_key(self, key_id: str, used_at_us: int) -> None:
-        """Records a use of the key (last_used_at never moves backwards)."""
-        ...

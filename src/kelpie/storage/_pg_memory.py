@@ -1,0 +1,145 @@
+"""PostgreSQL rows for working memory: the `_roles.WorkingMemory` role, with the semantics
+of the SQLite store's methods of the same names (`_sqlite_memory.py`).
+
+Reads take the caller's `now_us` (the store reads no clock) and skip expired rows; expired
+rows are deleted by the next write to the same agent's working memory. Writers run
+concurrently here, so a set locks the agent's row first: two sets for one agent cannot both
+pass the key limit with one slot left.
+"""
+
+import json
+from typing import Any, Final
+
+from kelpie.errors import NotFound
+from kelpie.schemas import (
+    WORKING_MEMORY_KEYS_MAX,
+    WorkingMemoryEntry,
+    datetime_from_us,
+    us_from_datetime,
+    working_memory_value_json,
+)
+from kelpie.storage._errors import WorkingMemoryFull
+from kelpie.storage._pagination import key_page_clause
+from kelpie.storage._pg_rows import Connection, PgRows, qmarks
+from kelpie.storage._queries import Page
+
+_COLUMNS: Final = "key, value, expires_at, created_at, updated_at"
+_LIVE: Final = "agent_id = %s AND (expires_at IS NULL OR expires_at > %s)"
+# Greater than every character a key may hold (keys are ASCII from a small set), so under
+# COLLATE "C" the keys starting with a prefix p are exactly those in [p, p + _PREFIX_END).
+_PREFIX_END: Final = "\x7f"
+
+
+def _entry(row: Any) -> WorkingMemoryEntry:
+    key, value, expires_at, created_at, updated_at = row
+    return WorkingMemoryEntry(
+        key=key,
+        value=json.loads(value),
+        expires_at=None if expires_at is None else datetime_from_us(expires_at),
+        created_at=datetime_from_us(created_at),
+        updated_at=datetime_from_us(updated_at),
+    )
+
+
+def _prefixed(agent_id: str, prefix: str, now_us: int) -> tuple[str, list[object]]:
+    assert _PREFIX_END not in prefix, "prefix holds a character no key may hold"
+    if not prefix:
+        return _LIVE, [agent_id, now_us]
+    return f"{_LIVE} AND key >= %s AND key < %s", [agent_id, now_us, prefix, prefix + _PREFIX_END]
+
+
+async def _purge_expired(db: Connection, agent_id: str, now_us: int) -> None:
+    await db.execute(
+        "DELETE FROM working_memory WHERE agent_id = %s AND expires_at <= %s", (agent_id, now_us)
+    )
+
+
+class WorkingMemoryRows(PgRows):
+    async def get_working_memory(
+        self, agent_id: str, key: str, now_us: int
+    ) -> WorkingMemoryEntry | None:
+        rows = await self._read(
+            f"SELECT {_COLUMNS} FROM working_memory WHERE {_LIVE} AND key = %s",
+            (agent_id, now_us, key),
+        )
+        return _entry(rows[0]) if rows else None
+
+    async def list_working_memory(
+        self, agent_id: str, prefix: str, page: Page, now_us: int
+    ) -> list[WorkingMemoryEntry]:
+        """Live keys in key order; `after`/`before` are keys (stored or not)."""
+        where, params = _prefixed(agent_id, prefix, now_us)
+        clause = key_page_clause("key", page, after=page.after, before=page.before)
+        conditions = [where, *(qmarks(condition) for condition in clause.where)]
+        rows = await self._read(
+            f"SELECT {_COLUMNS} FROM working_memory WHERE {' AND '.join(conditions)}"
+            f" ORDER BY {clause.order} LIMIT %s",
+            [*params, *clause.params, page.limit],
+        )
+        entries = [_entry(row) for row in rows]
+        return entries[::-1] if clause.reverse else entries
+
+    async def working_memory_keys(self, agent_id: str, prefix: str, now_us: int) -> list[str]:
+        """Every live key starting with `prefix`, in key order, without the values."""
+        where, params = _prefixed(agent_id, prefix, now_us)
+        rows = await self._read(
+            f"SELECT key FROM working_memory WHERE {where} ORDER BY key", params
+        )
+        return [row[0] for row in rows]
+
+    async def set_working_memory(
+        self, agent_id: str, entry: WorkingMemoryEntry
+    ) -> WorkingMemoryEntry:
+        """Sets one key: NotFound for an unknown agent, WorkingMemoryFull when a new key
+        would pass WORKING_MEMORY_KEYS_MAX live keys. Returns the stored entry (with the
+        created_at of a live key it replaced)."""
+        now_us = us_from_datetime(entry.updated_at)
+        expires_at = None if entry.expires_at is None else us_from_datetime(entry.expires_at)
+        async with self._tx() as db:
+            # Locks the agent against other working-memory writers (not against FK checks).
+            agent = await db.execute(
+                "SELECT 1 FROM agents WHERE id = %s FOR NO KEY UPDATE", (agent_id,)
+            )
+            if await agent.fetchone() is None:
+                raise NotFound(f"Agent {agent_id} not found")
+            await _purge_expired(db, agent_id, now_us)
+            counted = await db.execute(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE key = %s)"
+                " FROM working_memory WHERE agent_id = %s",
+                (entry.key, agent_id),
+            )
+            count_row = await counted.fetchone()
+            assert count_row is not None
+            count, exists = count_row
+            if not exists and count >= WORKING_MEMORY_KEYS_MAX:
+                raise WorkingMemoryFull(
+                    f"Agent {agent_id} already has {count} working-memory keys, the most"
+                    f" it may hold ({WORKING_MEMORY_KEYS_MAX}); delete some first"
+                )
+            upserted = await db.execute(
+                "INSERT INTO working_memory"
+                " (agent_id, key, value, expires_at, created_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (agent_id, key) DO UPDATE SET"
+                " value = EXCLUDED.value, expires_at = EXCLUDED.expires_at,"
+                " updated_at = EXCLUDED.updated_at RETURNING created_at",
+                (
+                    agent_id,
+                    entry.key,
+                    working_memory_value_json(entry.value),
+                    expires_at,
+                    us_from_datetime(entry.created_at),
+                    now_us,
+                ),
+            )
+            row = await upserted.fetchone()
+            assert row is not None
+        return entry.model_copy(update={"created_at": datetime_from_us(row[0])})
+
+    async def delete_working_memory(self, agent_id: str, key: str, now_us: int) -> bool:
+        """Deletes a live key; False when there was none (expired keys count as none)."""
+        async with self._tx() as db:
+            await _purge_expired(db, agent_id, now_us)
+            cursor = await db.execute(
+                "DELETE FROM working_memory WHERE agent_id = %s AND key = %s", (agent_id, key)
+            )
+            return cursor.rowcount == 1
