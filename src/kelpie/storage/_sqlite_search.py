@@ -138,8 +138,10 @@ class SearchRows(SqliteRows):
         where = ["i.vector IS NULL"]
         if scopes:
             where.append(f"i.{scope_column} IN ({placeholders(scopes)})")
+        # CROSS JOIN keeps the index table outside: walked in key order through its pending
+        # index, the batch costs its own rows, whatever the backlog or the table's size.
         rows = self._read(
-            f"SELECT i.seq, f.text FROM {index} i JOIN {fts} f ON f.rowid = i.seq"
+            f"SELECT i.seq, f.text FROM {index} i CROSS JOIN {fts} f ON f.rowid = i.seq"
             f" WHERE {' AND '.join(where)} ORDER BY i.seq LIMIT ?",
             [*scopes, limit],
         )
@@ -152,7 +154,7 @@ class SearchRows(SqliteRows):
         after `after_seq` (re-embedding walks the table with it)."""
         index, fts, _ = _TABLES[kind]
         rows = self._read(
-            f"SELECT i.seq, f.text FROM {index} i JOIN {fts} f ON f.rowid = i.seq"
+            f"SELECT i.seq, f.text FROM {index} i CROSS JOIN {fts} f ON f.rowid = i.seq"
             " WHERE i.seq > ? AND (i.vector IS NULL OR i.model IS NOT ?)"
             " ORDER BY i.seq LIMIT ?",
             (after_seq, model, limit),
