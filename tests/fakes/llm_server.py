@@ -17,6 +17,7 @@ Served:
     DELETE /_script               forget queued answers and recorded requests
     GET    /_requests             `{"requests": [{"path", "headers", "body"}, ...]}`: the
                                   model requests received since the last DELETE /_script
+                                  (the latest 256)
 Anything else gets a 404 in OpenAI's error shape.
 
 Each model request takes the first queued entry it may take, whichever API it comes
@@ -69,6 +70,8 @@ REQUEST_BODY_BYTES_MAX: Final = 16 * 1024 * 1024
 # Streamed text is cut into pieces of this many characters.
 STREAM_PIECE_CHARS: Final = 4
 DEFAULT_REPLY: Final = "OK"
+# How many of the latest model requests `GET /_requests` can report (a test clears first).
+REQUESTS_KEPT_MAX: Final = 256
 # Request headers that `GET /_requests` reports, for assertions about credentials.
 RECORDED_HEADERS: Final = ("authorization", "x-api-key", "anthropic-version")
 _ANTHROPIC_STOP_REASONS: Final = {
@@ -123,7 +126,9 @@ class Script:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: collections.deque[Json] = collections.deque()
-        self._requests: list[Json] = []
+        # The newest requests only: a benchmark sends hundreds a second for an hour, each
+        # carrying a whole context (an unbounded log held 22 GB after six minutes).
+        self._requests: collections.deque[Json] = collections.deque(maxlen=REQUESTS_KEPT_MAX)
 
     def enqueue(self, entries: list[Json]) -> int:
         with self._lock:
