@@ -6,41 +6,17 @@ JSON). A revocation and a use are each one conditional UPDATE, so concurrent wri
 neither move an earlier revocation nor move last_used_at backwards.
 """
 
-from typing import Any, Final
-
-from kelpie.schemas import ApiKey, datetime_from_us, us_from_datetime
+from kelpie.schemas import ApiKey, us_from_datetime
 from kelpie.storage._pg_rows import PgRows
-
-_COLUMNS: Final = (
-    "id, name, secret_hash, admin, rate_limit_per_minute, created_at, expires_at,"
-    " last_used_at, revoked_at"
-)
-
-
-def _optional_us(value: Any) -> Any:
-    return None if value is None else us_from_datetime(value)
-
-
-def _key(row: Any) -> ApiKey:
-    key_id, name, secret_hash, admin, limit, created, expires, used, revoked = row
-    return ApiKey(
-        id=key_id,
-        name=name,
-        secret_hash=secret_hash,
-        admin=bool(admin),
-        rate_limit_per_minute=limit,
-        created_at=datetime_from_us(created),
-        expires_at=None if expires is None else datetime_from_us(expires),
-        last_used_at=None if used is None else datetime_from_us(used),
-        revoked_at=None if revoked is None else datetime_from_us(revoked),
-    )
+from kelpie.storage._row_shapes import API_KEY_COLUMNS, key_from_row, optional_us
 
 
 class ApiKeyRows(PgRows):
     async def insert_api_key(self, key: ApiKey) -> None:
         async with self._tx() as db:
             await db.execute(
-                f"INSERT INTO api_keys ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"INSERT INTO api_keys ({API_KEY_COLUMNS})"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     key.id,
                     key.name,
@@ -48,19 +24,19 @@ class ApiKeyRows(PgRows):
                     key.admin,
                     key.rate_limit_per_minute,
                     us_from_datetime(key.created_at),
-                    _optional_us(key.expires_at),
-                    _optional_us(key.last_used_at),
-                    _optional_us(key.revoked_at),
+                    optional_us(key.expires_at),
+                    optional_us(key.last_used_at),
+                    optional_us(key.revoked_at),
                 ),
             )
 
     async def get_api_key(self, key_id: str) -> ApiKey | None:
-        rows = await self._read(f"SELECT {_COLUMNS} FROM api_keys WHERE id = %s", (key_id,))
-        return _key(rows[0]) if rows else None
+        rows = await self._read(f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = %s", (key_id,))
+        return key_from_row(rows[0]) if rows else None
 
     async def list_api_keys(self) -> list[ApiKey]:
-        rows = await self._read(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, id")
-        return [_key(row) for row in rows]
+        rows = await self._read(f"SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")
+        return [key_from_row(row) for row in rows]
 
     async def revoke_api_key(self, key_id: str, revoked_at_us: int) -> ApiKey | None:
         """Revokes the key (a key revoked before keeps its first revocation time); None if
@@ -70,9 +46,11 @@ class ApiKeyRows(PgRows):
                 "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
                 (revoked_at_us, key_id),
             )
-            cursor = await db.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = %s", (key_id,))
+            cursor = await db.execute(
+                f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = %s", (key_id,)
+            )
             row = await cursor.fetchone()
-        return None if row is None else _key(row)
+        return None if row is None else key_from_row(row)
 
     async def touch_api_key(self, key_id: str, used_at_us: int) -> None:
         """Records a use; never moves last_used_at backwards."""

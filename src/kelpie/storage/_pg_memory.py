@@ -7,8 +7,7 @@ concurrently here, so a set locks the agent's row first: two sets for one agent 
 pass the key limit with one slot left.
 """
 
-import json
-from typing import Any, Final
+from typing import Final
 
 from kelpie.errors import NotFound
 from kelpie.schemas import (
@@ -22,30 +21,16 @@ from kelpie.storage._errors import WorkingMemoryFull
 from kelpie.storage._pagination import key_page_clause
 from kelpie.storage._pg_rows import Connection, PgRows, qmarks
 from kelpie.storage._queries import Page
+from kelpie.storage._row_shapes import ENTRY_COLUMNS, PREFIX_END, entry_from_row
 
-_COLUMNS: Final = "key, value, expires_at, created_at, updated_at"
 _LIVE: Final = "agent_id = %s AND (expires_at IS NULL OR expires_at > %s)"
-# Greater than every character a key may hold (keys are ASCII from a small set), so under
-# COLLATE "C" the keys starting with a prefix p are exactly those in [p, p + _PREFIX_END).
-_PREFIX_END: Final = "\x7f"
-
-
-def _entry(row: Any) -> WorkingMemoryEntry:
-    key, value, expires_at, created_at, updated_at = row
-    return WorkingMemoryEntry(
-        key=key,
-        value=json.loads(value),
-        expires_at=None if expires_at is None else datetime_from_us(expires_at),
-        created_at=datetime_from_us(created_at),
-        updated_at=datetime_from_us(updated_at),
-    )
 
 
 def _prefixed(agent_id: str, prefix: str, now_us: int) -> tuple[str, list[object]]:
-    assert _PREFIX_END not in prefix, "prefix holds a character no key may hold"
+    assert PREFIX_END not in prefix, "prefix holds a character no key may hold"
     if not prefix:
         return _LIVE, [agent_id, now_us]
-    return f"{_LIVE} AND key >= %s AND key < %s", [agent_id, now_us, prefix, prefix + _PREFIX_END]
+    return f"{_LIVE} AND key >= %s AND key < %s", [agent_id, now_us, prefix, prefix + PREFIX_END]
 
 
 async def _purge_expired(db: Connection, agent_id: str, now_us: int) -> None:
@@ -59,10 +44,10 @@ class WorkingMemoryRows(PgRows):
         self, agent_id: str, key: str, now_us: int
     ) -> WorkingMemoryEntry | None:
         rows = await self._read(
-            f"SELECT {_COLUMNS} FROM working_memory WHERE {_LIVE} AND key = %s",
+            f"SELECT {ENTRY_COLUMNS} FROM working_memory WHERE {_LIVE} AND key = %s",
             (agent_id, now_us, key),
         )
-        return _entry(rows[0]) if rows else None
+        return entry_from_row(rows[0]) if rows else None
 
     async def list_working_memory(
         self, agent_id: str, prefix: str, page: Page, now_us: int
@@ -72,11 +57,11 @@ class WorkingMemoryRows(PgRows):
         clause = key_page_clause("key", page, after=page.after, before=page.before)
         conditions = [where, *(qmarks(condition) for condition in clause.where)]
         rows = await self._read(
-            f"SELECT {_COLUMNS} FROM working_memory WHERE {' AND '.join(conditions)}"
+            f"SELECT {ENTRY_COLUMNS} FROM working_memory WHERE {' AND '.join(conditions)}"
             f" ORDER BY {clause.order} LIMIT %s",
             [*params, *clause.params, page.limit],
         )
-        entries = [_entry(row) for row in rows]
+        entries = [entry_from_row(row) for row in rows]
         return entries[::-1] if clause.reverse else entries
 
     async def working_memory_keys(self, agent_id: str, prefix: str, now_us: int) -> list[str]:
