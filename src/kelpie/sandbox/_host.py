@@ -2,7 +2,6 @@
 filter, Landlock's ABI, cgroups, the uids to run as and the stage of bind sources. Either a
 `HostPlan` or one sentence saying why code cannot be confined here."""
 
-import asyncio
 import dataclasses
 import os
 import shutil
@@ -20,6 +19,7 @@ from kelpie.sandbox._bwrap import (
     Tools,
 )
 from kelpie.sandbox._cgroups import CgroupRoot
+from kelpie.sandbox._commands import run_command
 from kelpie.sandbox._stage import Stage, StageError
 from kelpie.sandbox._uids import UidRange, UidsExhausted
 from kelpie.sandbox._workspace import SANDBOX_WORKSPACE_DIR
@@ -144,20 +144,12 @@ def _which(program: str) -> str:
 
 async def _bwrap_version(bwrap: Path) -> str:
     try:
-        process = await asyncio.create_subprocess_exec(
-            str(bwrap),
-            "--version",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        async with asyncio.timeout(_VERSION_TIMEOUT_S):
-            output, _ = await process.communicate()
+        finished = await run_command(str(bwrap), "--version", timeout_s=_VERSION_TIMEOUT_S)
     except (OSError, TimeoutError) as error:
         raise HostUnfit(f"bubblewrap at {bwrap} does not run: {error}") from error
-    text = output.decode(errors="replace").strip()
-    if process.returncode != 0 or not text.startswith("bubblewrap"):
-        raise HostUnfit(f"bubblewrap at {bwrap} does not run: {text or process.returncode}")
+    text = finished.output.decode(errors="replace").strip()
+    if finished.returncode != 0 or not text.startswith("bubblewrap"):
+        raise HostUnfit(f"bubblewrap at {bwrap} does not run: {text or finished.returncode}")
     return text.removeprefix("bubblewrap").strip()
 
 

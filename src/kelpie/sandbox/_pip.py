@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Final
 
 from kelpie.sandbox._bwrap import SANDBOX_PIP_DIR, SANDBOX_PIP_TARGET_DIR
+from kelpie.sandbox._commands import run_command
 from kelpie.sandbox._types import MIB, SandboxLimits, ToolJob, ToolJobResult
 
 REQUIREMENT_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\[\]<>=!~,-]*")
@@ -111,12 +112,6 @@ class PipEnvironments:
 
 
 async def _run(*command: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await process.communicate()
-    if process.returncode != 0:
-        raise RequirementError(f"{command[0]} failed: {stderr.decode(errors='replace')}")
+    finished = await run_command(*command)
+    if finished.returncode != 0:
+        raise RequirementError(f"{command[0]} failed: {finished.output.decode(errors='replace')}")

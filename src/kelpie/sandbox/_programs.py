@@ -52,6 +52,7 @@ from kelpie.sandbox._bwrap import (
     system_args,
 )
 from kelpie.sandbox._cgroups import WorkerCgroup
+from kelpie.sandbox._commands import run_command
 from kelpie.sandbox._types import (
     SANDBOX_FILE_BYTES_MAX,
     SANDBOX_MEMORY_BYTES_DEFAULT,
@@ -336,17 +337,14 @@ class ProgramSandbox:
 
     async def _make_stage_dir(self, plan: "HostPlan") -> None:
         directory = _stage_dir(plan)
-        process = await asyncio.create_subprocess_exec(
+        finished = await run_command(
             plan.tools.nsenter, f"--target={plan.stage.holder_pid}", "--mount", "--",
             "/bin/mkdir", "-p", "-m", "0755", str(directory),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
             env={"PATH": CHAIN_PATH},
         )  # fmt: skip
-        _, stderr = await process.communicate()
-        if process.returncode != 0:
-            raise OSError(stderr.decode(errors="replace").strip() or f"exit {process.returncode}")
+        if finished.returncode != 0:
+            detail = finished.output.decode(errors="replace").strip()
+            raise OSError(detail or f"exit {finished.returncode}")
 
     def _files(self, uid: int) -> tuple[Path, Path, Path]:
         """The seccomp filter and the passwd and group files for `uid` (made once)."""
