@@ -251,15 +251,20 @@ class Server:
 
 
 def start_server(
-    data_dir: Path, env: Mapping[str, str], log_path: Path, timeout_s: float
+    data_dir: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout_s: float,
+    *,
+    launcher: Sequence[str] = ("-m", "kelpie"),
 ) -> Server:
-    """Spawn `python -m kelpie serve` and time spawn -> first 200 from GET /v1/health."""
+    """Spawn `python -m kelpie serve` (or `python <launcher> serve`) and time spawn -> first
+    200 from GET /v1/health."""
     port = free_port()
     base_url = f"http://{HOST}:{port}"
     args = [
         sys.executable,
-        "-m",
-        "kelpie",
+        *launcher,
         "serve",
         "--host",
         HOST,

@@ -16,11 +16,17 @@ turn climbing minute by minute; one that leaks shows RSS climbing without levell
     .venv/bin/python bench/bench_soak.py --minutes 3 --clients 8
     .venv/bin/python bench/bench_soak.py --minutes 60 --context-window 32000
     .venv/bin/python bench/bench_soak.py --minutes 5 --clients 50 --json soak.json
+    .venv/bin/python bench/bench_soak.py --minutes 15 --heap-profile   # what grows
+
+With `--heap-profile` the server runs under tracemalloc (slower: its figures are not the
+soak's) and the heap after minute 5 is compared with the heap at the end: the lines whose
+live allocations grew the most are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shutil
 import signal
@@ -28,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +65,9 @@ CONTEXT_WINDOW_DEFAULT = 10_000_000  # no compaction during the run
 # RSS growth is measured from the end of this minute (the issue's target: < 5% after it).
 RSS_SETTLED_MINUTE = 5
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+HEAP_LAUNCHER = Path(__file__).resolve().parent / "_heap_serve.py"
+HEAP_SNAPSHOT_TIMEOUT_S = 120.0
+HEAP_TOP_LINES = 25
 
 
 def in_context_messages(base_url: str, agent_id: str) -> int:
@@ -129,6 +139,56 @@ def client_loop(base_url: str, agent_id: str, deadline: float, recorder: Recorde
             n += 1
 
 
+class HeapProfile:
+    """Snapshots of the server's heap, taken by SIGUSR1 (see _heap_serve.py)."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir()
+        self.directory = directory
+        self.taken = 0
+
+    def take(self, pid: int) -> None:
+        self.taken += 1
+        path = self.directory / f"heap-{self.taken}.snapshot"
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.perf_counter() + HEAP_SNAPSHOT_TIMEOUT_S
+        size = -1
+        while True:  # written when its size stops changing
+            time.sleep(1.0)
+            now = path.stat().st_size if path.exists() else -1
+            if now > 0 and now == size:
+                return
+            if time.perf_counter() > deadline:
+                raise BenchError(f"no heap snapshot at {path} after {HEAP_SNAPSHOT_TIMEOUT_S} s")
+            size = now
+
+    def growth(self) -> list[dict[str, Any]]:
+        """The lines whose live allocations grew most between the first and last snapshot."""
+        assert self.taken >= 2, "two snapshots are compared"
+        first = tracemalloc.Snapshot.load(str(self.directory / "heap-1.snapshot"))
+        last = tracemalloc.Snapshot.load(str(self.directory / f"heap-{self.taken}.snapshot"))
+        total = sum(stat.size for stat in last.statistics("filename"))
+        before = sum(stat.size for stat in first.statistics("filename"))
+        print(f"\n- heap: {before / 2**20:.1f} MiB -> {total / 2**20:.1f} MiB (Python objects)")
+        grown = []
+        for stat in last.compare_to(first, "lineno")[:HEAP_TOP_LINES]:
+            frame = stat.traceback[0]
+            grown.append(
+                {
+                    "where": f"{frame.filename}:{frame.lineno}",
+                    "grew_kib": stat.size_diff / 1024,
+                    "live_kib": stat.size / 1024,
+                    "blocks_grew": stat.count_diff,
+                }
+            )
+            print(
+                f"  {stat.size_diff / 1024:+10.1f} KiB  {stat.count_diff:+8d} blocks  "
+                f"{frame.filename}:{frame.lineno}"
+            )
+        gc.collect()
+        return grown
+
+
 def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[str, Any]]:
     processes: list[Process] = []
     try:
@@ -137,8 +197,15 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[str, A
             processes.append(fake)
         env = dict(os.environ, OPENAI_BASE_URL=llm_url, OPENAI_API_KEY="sk-bench-fake")
         env["KELPIE_SANDBOX_POOL_SIZE"] = "0"
+        heap = HeapProfile(workdir / "heap") if args.heap_profile else None
+        launcher: tuple[str, ...] = ("-m", "kelpie")
+        if heap is not None:
+            env["KELPIE_BENCH_HEAP_DIR"] = str(heap.directory)
+            launcher = (str(HEAP_LAUNCHER),)
         with step("starting kelpie serve"):
-            server = start_server(workdir / "data", env, workdir / "server.log", 60.0)
+            server = start_server(
+                workdir / "data", env, workdir / "server.log", 60.0, launcher=launcher
+            )
             processes.append(server.process)
         pid = server.process.pid
         agent_ids: list[str] = []
@@ -205,10 +272,15 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[str, A
                 "  errors {errors}".format(**sample),
                 flush=True,
             )
-            cpu_before, turns_before, loop_before = cpu_now, turns_now, loop_now
             minute_index += 1
+            if heap is not None and minute_index == min(RSS_SETTLED_MINUTE, int(args.minutes) - 1):
+                heap.take(pid)
+            cpu_before, turns_before = cpu_seconds(pid), recorder.turns_total
+            loop_before = cpu_seconds(pid, thread=pid)
         for thread in threads:
             thread.join(timeout=130)
+        if heap is not None:
+            heap.take(pid)
         with http_client(server.base_url) as check:
             agent = check.get(f"/v1/agents/{agent_ids[0]}").json()
             in_context = len(agent.get("message_ids") or [])
@@ -242,7 +314,10 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[str, A
         ),
         Row("in-context messages of agent 0 at the end", float(in_context), "msgs"),
     ]
-    return rows, {"minutes": samples, "in_context_messages_agent_0": in_context}
+    details: dict[str, Any] = {"minutes": samples, "in_context_messages_agent_0": in_context}
+    if heap is not None:
+        details["heap_growth"] = heap.growth()
+    return rows, details
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     parser.add_argument("--keep-data", action="store_true", help="keep the data dir and logs")
+    parser.add_argument(
+        "--heap-profile",
+        action="store_true",
+        help="run the server under tracemalloc and report what grew after minute 5",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, raise_on_sigterm)
     workdir = Path(tempfile.mkdtemp(prefix="kelpie-bench-soak-"))
