@@ -1,8 +1,10 @@
-"""Reciprocal rank fusion and the FTS5 expression built from a free-text query."""
+"""Reciprocal rank fusion, the words a free-text query is searched by, and the FTS5
+expression SQLite builds from them."""
 
 import pytest
 
-from kelpie.memory import RRF_K, keyword_query, reciprocal_rank_fusion
+from kelpie.memory import RRF_K, query_words, reciprocal_rank_fusion
+from kelpie.storage._sqlite_search import fts5_expression
 
 
 def test_fusion_sums_reciprocal_ranks() -> None:
@@ -28,16 +30,20 @@ def test_fusion_of_nothing_is_empty() -> None:
     assert reciprocal_rank_fusion([[], []]) == []
 
 
-def test_keyword_query_quotes_words_and_drops_stopwords() -> None:
-    assert keyword_query("What is the cat's NAME?", every_word=True) == '"cat" AND "s" AND "name"'
-    assert keyword_query("cat name", every_word=False) == '"cat" OR "name"'
+def test_query_words_are_lowercase_words_once_each_without_stopwords() -> None:
+    assert query_words("What is the cat's NAME? cat") == ("cat", "s", "name")
 
 
-def test_keyword_query_keeps_stopwords_when_nothing_else_is_left() -> None:
-    assert keyword_query("who is he", every_word=False) == '"who" OR "is" OR "he"'
+def test_query_words_keep_stopwords_when_nothing_else_is_left() -> None:
+    assert query_words("who is he") == ("who", "is", "he")
 
 
-def test_keyword_query_neutralises_fts_syntax() -> None:
-    query = keyword_query('NEAR(a b) OR "x" AND col:* -y ^z', every_word=False)
-    assert query == '"near" OR "b" OR "x" OR "col" OR "y" OR "z"'
-    assert keyword_query("?!* ()", every_word=True) is None
+def test_query_words_hold_no_query_syntax() -> None:
+    words = query_words('NEAR(a b) OR "x" AND col:* -y ^z & !w | <->')
+    assert words == ("near", "b", "x", "col", "y", "z", "w")
+    assert query_words("?!* ()") == ()
+
+
+def test_the_fts5_expression_quotes_each_word() -> None:
+    assert fts5_expression(("cat", "name"), every_word=True) == '"cat" AND "name"'
+    assert fts5_expression(("cat", "name"), every_word=False) == '"cat" OR "name"'

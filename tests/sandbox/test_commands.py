@@ -43,5 +43,5 @@ def test_a_cancelled_caller_leaves_no_command_behind() -> None:
 
 
 def test_a_program_that_does_not_exist_is_an_os_error() -> None:
-    with pytest.raises(OSError):
+    with pytest.raises(FileNotFoundError):
         asyncio.run(run_command("/nonexistent/program"))

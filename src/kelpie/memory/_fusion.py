@@ -1,4 +1,4 @@
-"""Pure pieces of hybrid search: the FTS5 expression for a free-text query, and reciprocal
+"""Pure pieces of hybrid search: the words a free-text query is searched by, and reciprocal
 rank fusion of several rankings."""
 
 import re
@@ -19,10 +19,10 @@ STOPWORDS: Final = frozenset(
 )
 
 
-def keyword_query(text: str, *, every_word: bool) -> str | None:
-    """An FTS5 expression matching rows with every one (or any one) of the query's words,
-    each quoted so no character of the query is FTS5 syntax. None when the query has no
-    words.
+def query_words(text: str) -> tuple[str, ...]:
+    """The words a keyword search looks for: the query's words (letters, digits and `_`,
+    so none is query syntax of any backend), lowercased, once each, stopwords dropped
+    unless nothing else is left, at most `QUERY_TERMS_MAX`. Empty when it has none.
 
     Hybrid search fuses only rows with every word: a row sharing one word with a paraphrased
     question is noise that rank fusion would weigh like a real match (measured on the
@@ -30,10 +30,7 @@ def keyword_query(text: str, *, every_word: bool) -> str | None:
     with every word is the exact match keyword search exists to find."""
     words = list(dict.fromkeys(word.lower() for word in _WORD.findall(text)))
     kept = [word for word in words if word not in STOPWORDS] or words
-    if not kept:
-        return None
-    joiner = " AND " if every_word else " OR "
-    return joiner.join(f'"{word}"' for word in kept[:QUERY_TERMS_MAX])
+    return tuple(kept[:QUERY_TERMS_MAX])
 
 
 def reciprocal_rank_fusion(

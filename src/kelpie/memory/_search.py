@@ -1,13 +1,14 @@
 """Hybrid search over archival passages and recall messages, and the embedding worker.
 
-A search ranks the rows a filter lets through twice, by vector similarity to the query
-(exact, from `VectorCache`) and by FTS5 bm25, and fuses the rankings by reciprocal rank.
-Filters the store or the cache can check (scope, dates, roles, tags) apply before ranking;
+A search ranks the rows a filter lets through twice, by vector similarity to the query and
+by keyword relevance (each as the store does it: SQLite exactly and by FTS5 bm25,
+PostgreSQL by pgvector and tsvector), and fuses the rankings by reciprocal rank.
+Filters the store can check (scope, dates, roles, tags) apply before ranking;
 a caller's own predicate applies to the fused rows in rank order, and the candidate pool
 grows until `limit` rows pass or no candidates are left, so it too filters before top k.
 
 The keyword ranking fused with the vector one holds the rows with every query word (see
-`keyword_query`); keyword-only search ranks those first, then rows with any query word.
+`query_words`); keyword-only search ranks those first, then rows with any query word.
 
 Durability: a row is searchable by keyword from the transaction that writes it. Its vector
 is made afterwards, off the request path, by the worker (`run_worker`), which a restart
@@ -25,8 +26,7 @@ from kelpie.env import Clock
 from kelpie.errors import KelpieError
 from kelpie.memory._archives import archive_id_of
 from kelpie.memory._embedder import Embedder, EmbeddingFailed, vector_bytes
-from kelpie.memory._fusion import keyword_query, reciprocal_rank_fusion
-from kelpie.memory._vectors import VECTOR_CACHE_BYTES_MAX, VectorCache, VectorFilter
+from kelpie.memory._fusion import query_words, reciprocal_rank_fusion
 from kelpie.schemas import Message, Passage, SearchMode
 from kelpie.storage import SEARCH_KINDS, SearchFilter, SearchKind, Store
 
@@ -58,18 +58,10 @@ class _Hits(Generic[Row]):
 
 @final
 class MemorySearch:
-    def __init__(
-        self,
-        store: Store,
-        embedder: Embedder,
-        clock: Clock,
-        *,
-        cache_bytes_max: int = VECTOR_CACHE_BYTES_MAX,
-    ) -> None:
+    def __init__(self, store: Store, embedder: Embedder, clock: Clock) -> None:
         self._store = store
         self._embedder = embedder
         self._clock = clock
-        self._cache = VectorCache(store, cache_bytes_max)
         self._wake = asyncio.Event()
 
     @property
@@ -119,8 +111,6 @@ class MemorySearch:
             hits: _Hits[Row] = await self._ranked(search, query, pool, mode)
             rows = await fetch([key for key, _ in hits.fused])
             gone = [key for key, _ in hits.fused if key not in rows]
-            if gone:
-                self._cache.forget(search.kind, gone)
             found = [
                 (rows[key], score)
                 for key, score in hits.fused
@@ -145,30 +135,25 @@ class MemorySearch:
                 saturated |= len(keys) >= pool
                 rankings.append(keys)
         if mode != "vector":
-            tiers = (True,) if rankings else (True, False)
+            words = query_words(query)
+            tiers = () if not words else (True,) if rankings else (True, False)
             keys = []
             for every_word in tiers:
-                match = keyword_query(query, every_word=every_word)
-                if match is not None:
-                    found = await self._store.keyword_search(search, match, pool)
-                    saturated |= len(found) >= pool
-                    keys += [key for key in found if key not in keys]
+                found = await self._store.keyword_search(
+                    search, words, every_word=every_word, limit=pool
+                )
+                saturated |= len(found) >= pool
+                keys += [key for key in found if key not in keys]
             rankings.append(keys[:pool])
         return _Hits(reciprocal_rank_fusion(rankings), saturated)
 
     async def _vector_ranking(
         self, search: SearchFilter, vector: "Vectors", pool: int
     ) -> list[int]:
-        allowed = set(await self._store.filtered_keys(search)) if search.tags else None
-        keep = VectorFilter(
-            start_us=search.start_us, end_us=search.end_us, roles=search.roles, allowed=allowed
+        ranked = await self._store.vector_search(
+            search, self._embedder.model, vector_bytes(vector), pool
         )
-        model, dim = self._embedder.model, self._embedder.dim
-        ranked: list[tuple[int, float]] = []
-        for scope in search.scopes or (None,):
-            ranked += await self._cache.rank(search.kind, scope, model, dim, vector, keep, pool)
-        ranked.sort(key=lambda hit: (-hit[1], hit[0]))
-        return [key for key, _ in ranked[:pool]]
+        return [key for key, _ in ranked]
 
     async def _query_vector(self, query: str, *, required: bool) -> "Vectors | None":
         try:

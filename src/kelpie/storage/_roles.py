@@ -36,6 +36,7 @@ from kelpie.storage._queries import (
     RunQuery,
     ToolQuery,
 )
+from kelpie.storage._search import SearchFilter, SearchKind
 
 
 class AgentsAndBlocks(Protocol):
@@ -168,6 +169,44 @@ class Archives(Protocol):
     async def attach_archive(self, agent_id: str, archive_id: str) -> None: ...
     async def detach_archive(self, agent_id: str, archive_id: str) -> bool: ...
     async def archive_ids_of_agent(self, agent_id: str) -> list[str]: ...
+
+
+class Search(Protocol):
+    """Archival passages and recall messages as search sees them: integer keys (stable,
+    never reused), each ranked by keyword and by vector as the backend's indexes do it,
+    and the queue of rows still without a vector (made off the request path)."""
+
+    async def keyword_search(
+        self, search: SearchFilter, words: Sequence[str], *, every_word: bool, limit: int
+    ) -> list[int]:
+        """Keys of the rows holding every (or any) of the words (lowercase, letters and
+        digits only: no backend's query syntax), most relevant first."""
+        ...
+
+    async def vector_search(
+        self, search: SearchFilter, model: str, query: bytes, limit: int
+    ) -> list[tuple[int, float]]:
+        """(key, cosine similarity) of the rows whose vectors by `model` are nearest the
+        query (float32 little-endian bytes), best first."""
+        ...
+
+    async def filtered_keys(self, search: SearchFilter) -> list[int]: ...
+    async def pending_embeddings(
+        self, kind: SearchKind, scopes: Sequence[str], limit: int
+    ) -> list[tuple[int, str]]: ...
+    async def stale_embeddings(
+        self, kind: SearchKind, model: str, after_seq: int, limit: int
+    ) -> list[tuple[int, str]]: ...
+    async def count_embeddings(self, kind: SearchKind, model: str) -> tuple[int, int]: ...
+    async def count_pending_embeddings(self, kind: SearchKind, limit: int) -> int:
+        """Rows of the kind still without a vector, counted up to `limit`."""
+        ...
+
+    async def save_embeddings(
+        self, kind: SearchKind, model: str, dim: int, vectors: Sequence[tuple[int, bytes]]
+    ) -> None: ...
+    async def passages_by_key(self, seqs: Sequence[int]) -> dict[int, Passage]: ...
+    async def messages_by_key(self, seqs: Sequence[int]) -> dict[int, Message]: ...
 
 
 class McpServers(Protocol):

@@ -38,6 +38,7 @@ from kelpie.storage._sqlite_memory import WorkingMemoryRows
 from kelpie.storage._sqlite_runs import RunRows
 from kelpie.storage._sqlite_search import SearchRows
 from kelpie.storage._sqlite_threads import ThreadRows
+from kelpie.storage._vector_index import VectorIndex
 
 BUSY_TIMEOUT_MS: Final = 5_000
 # SQLite's page cache (default 2 MiB): enough for the hot index pages of a large store.
@@ -76,6 +77,7 @@ class SqliteStore(
         self._checkpointer = checkpointer
         self._message_cache = collections.OrderedDict()
         self._message_cache_bytes = 0
+        self._vector_index = VectorIndex(self)
 
     @classmethod
     def open(

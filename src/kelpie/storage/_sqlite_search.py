@@ -1,6 +1,6 @@
 """SQLite rows behind memory search: index rows, FTS5 rows and vectors (migration 0003).
-A mixin of SqliteStore. Ranking and fusion are `kelpie.memory`'s; this module filters,
-matches and hands back keys, vectors and rows."""
+A mixin of SqliteStore. Keyword ranking is FTS5's bm25; vector ranking is exact, from the
+in-process `VectorIndex` over the stored vectors. Fusing the two is `kelpie.memory`'s."""
 
 import sqlite3
 from collections.abc import Sequence
@@ -10,6 +10,7 @@ from kelpie.schemas import Message, Passage, us_from_datetime
 from kelpie.storage._search import SearchFilter, SearchKind, VectorRows, message_search_text
 from kelpie.storage._sql import SQL_VARIABLES_MAX, placeholders
 from kelpie.storage._sqlite_rows import SqliteRows
+from kelpie.storage._vector_index import VectorIndex
 
 _Row = TypeVar("_Row", Passage, Message)
 
@@ -49,7 +50,17 @@ def _where(search: SearchFilter) -> tuple[list[str], list[object]]:
     return where, params
 
 
+def fts5_expression(words: Sequence[str], *, every_word: bool) -> str:
+    """The FTS5 expression matching rows with every (or any) of the words, each quoted so
+    no character of a word is FTS5 syntax."""
+    assert words, "a keyword search needs a word"
+    joiner = " AND " if every_word else " OR "
+    return joiner.join('"' + word.replace('"', '""') + '"' for word in words)
+
+
 class SearchRows(SqliteRows):
+    _vector_index: VectorIndex
+
     @staticmethod
     def _index_messages(db: sqlite3.Connection, messages: Sequence[Message]) -> None:
         """Index rows and FTS rows for the searchable messages, in the caller's transaction.
@@ -74,8 +85,11 @@ class SearchRows(SqliteRows):
                     "INSERT INTO message_fts (rowid, text) VALUES (?, ?)", (cursor.lastrowid, text)
                 )
 
-    async def keyword_search(self, search: SearchFilter, match: str, limit: int) -> list[int]:
-        """Keys of the rows matching the FTS5 expression `match`, best bm25 first."""
+    async def keyword_search(
+        self, search: SearchFilter, words: Sequence[str], *, every_word: bool, limit: int
+    ) -> list[int]:
+        """Keys of the rows holding every (or any) of the words, best bm25 first."""
+        match = fts5_expression(words, every_word=every_word)
         index, fts, _ = _TABLES[search.kind]
         where, params = _where(search)
         conditions = " AND ".join([f"{fts} MATCH ?", *where])
@@ -93,6 +107,12 @@ class SearchRows(SqliteRows):
         where, params = _where(search)
         rows = self._read(f"SELECT i.seq FROM {index} i WHERE {' AND '.join(where) or '1'}", params)
         return [row[0] for row in rows]
+
+    async def vector_search(
+        self, search: SearchFilter, model: str, query: bytes, limit: int
+    ) -> list[tuple[int, float]]:
+        """(key, cosine) of the rows nearest the query vector, best first (exact search)."""
+        return await self._vector_index.search(search, model, query, limit)
 
     async def vectors_since(
         self, kind: SearchKind, scope: str | None, model: str, after_vector_seq: int
@@ -224,6 +244,8 @@ class SearchRows(SqliteRows):
                 chunk,
             )
             found.update((seq, model.model_validate_json(data)) for seq, data in rows)
+        # Keys whose rows are gone (deleted, or cascaded) leave the vector index too.
+        self._vector_index.forget(kind, [seq for seq in seqs if seq not in found])
         return found
 
 

@@ -1,5 +1,6 @@
 """Exact vector search over one scope (an archive's passages, an agent's messages), from a
-bounded in-memory cache of the scope's matrix.
+bounded in-memory cache of the scope's matrix: SQLite's vector index, and PostgreSQL's
+where pgvector is missing or a dimension is beyond what its HNSW indexes take.
 
 A search asks the store for the scope's newest vector write (one index lookup); a cache
 that is behind loads only the vectors written since, into spare capacity. Vectors written
@@ -11,9 +12,9 @@ byte budget. Exact search (a matrix-vector product) over 100k x 384 takes a few 
 import collections
 import dataclasses
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
-from kelpie.storage import SearchKind, Store, VectorRows
+from kelpie.storage._search import SearchFilter, SearchKind, VectorRows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -138,9 +139,20 @@ class _Scope:
         return [(int(keys[i]), float(scores[best][i])) for i in order]
 
 
+class VectorSource(Protocol):
+    """What the index reads from its backend: the vectors of a scope written after a point,
+    and the newest vector write of a scope."""
+
+    async def vectors_since(
+        self, kind: SearchKind, scope: str | None, model: str, after_vector_seq: int
+    ) -> VectorRows: ...
+    async def last_vector_seq(self, kind: SearchKind, scope: str | None) -> int: ...
+    async def filtered_keys(self, search: SearchFilter) -> list[int]: ...
+
+
 @final
-class VectorCache:
-    def __init__(self, store: Store, bytes_max: int = VECTOR_CACHE_BYTES_MAX) -> None:
+class VectorIndex:
+    def __init__(self, store: VectorSource, bytes_max: int = VECTOR_CACHE_BYTES_MAX) -> None:
         assert bytes_max > 0, "cache budget must be positive"
         self._store = store
         self._bytes_max = bytes_max
@@ -148,18 +160,27 @@ class VectorCache:
             collections.OrderedDict()
         )
 
-    async def rank(
-        self,
-        kind: SearchKind,
-        scope: str | None,
-        model: str,
-        dim: int,
-        query: "npt.NDArray[np.float32]",
-        keep: VectorFilter,
-        count: int,
+    async def search(
+        self, search: SearchFilter, model: str, query: bytes, limit: int
     ) -> list[tuple[int, float]]:
-        cached = await self._fresh(kind, scope, model, dim)
-        return cached.rank(query, keep, count)
+        """The `limit` rows the filter lets through whose vectors by `model` are nearest
+        the query (float32 little-endian bytes) by cosine, best first, ties to the lower key."""
+        import numpy as np
+
+        assert query, "an empty query vector"
+        assert len(query) % 4 == 0, "a query vector is whole float32s"
+        vector = np.frombuffer(query, dtype="<f4")
+        dim = len(vector)
+        allowed = set(await self._store.filtered_keys(search)) if search.tags else None
+        keep = VectorFilter(
+            start_us=search.start_us, end_us=search.end_us, roles=search.roles, allowed=allowed
+        )
+        ranked: list[tuple[int, float]] = []
+        for scope in search.scopes or (None,):
+            cached = await self._fresh(search.kind, scope, model, dim)
+            ranked += cached.rank(vector, keep, limit)
+        ranked.sort(key=lambda hit: (-hit[1], hit[0]))
+        return ranked[:limit]
 
     def forget(self, kind: SearchKind, seqs: Sequence[int]) -> None:
         """Keys found deleted: their rows stop taking part in any scope of the kind."""
