@@ -1,11 +1,24 @@
-"""Builders shared by the storage tests: times, agent configs, blocks, inserts."""
+"""Builders shared by the storage tests: times, agent configs, blocks, messages, runs,
+inserts."""
 
 import datetime as dt
 from collections.abc import Sequence
 from typing import Final
 
 from kelpie.env import Entropy
-from kelpie.schemas import AGENT_PREFIX, BLOCK_PREFIX, AgentConfig, Block, LlmConfig
+from kelpie.schemas import (
+    AGENT_PREFIX,
+    BLOCK_PREFIX,
+    MESSAGE_PREFIX,
+    RUN_PREFIX,
+    AgentConfig,
+    Block,
+    LlmConfig,
+    Message,
+    MessageRole,
+    Run,
+    RunStatus,
+)
 from kelpie.storage import SqliteStore, ThreadUpdate
 
 T0: Final = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -75,4 +88,46 @@ def own_thread(agent: AgentConfig, message_ids: Sequence[str] = ()) -> ThreadUpd
         conversation_id=None,
         message_ids=tuple(message_ids or agent.message_ids),
         updated_at=agent.updated_at,
+    )
+
+
+def new_message(
+    entropy: Entropy,
+    agent_id: str,
+    text: str,
+    *,
+    created_at: dt.datetime = T0,
+    role: MessageRole = "user",
+    conversation_id: str | None = None,
+    run_id: str | None = None,
+) -> Message:
+    return Message(
+        id=entropy.new_id(MESSAGE_PREFIX),
+        agent_id=agent_id,
+        role=role,
+        text=text,
+        conversation_id=conversation_id,
+        run_id=run_id,
+        created_at=created_at,
+    )
+
+
+def new_run(
+    entropy: Entropy,
+    agent_id: str,
+    *,
+    created_at: dt.datetime = T0,
+    status: RunStatus = "completed",
+    background: bool = False,
+    conversation_id: str | None = None,
+    request_token: str | None = None,
+) -> Run:
+    return Run(
+        id=entropy.new_id(RUN_PREFIX),
+        agent_id=agent_id,
+        conversation_id=conversation_id,
+        status=status,
+        background=background,
+        created_at=created_at,
+        request_token=request_token,
     )

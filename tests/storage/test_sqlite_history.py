@@ -1,6 +1,7 @@
 """Block history in SqliteStore: every change to a tracked field writes one entry in the
 change's transaction, with its source; no-op writes write none; seq numbers per block;
-the bound on entries kept; paging by seq; step commits naming each tool call."""
+the bound on entries kept; paging by seq. (Step commits naming each tool call:
+tests/storage/test_conformance_runs.py.)"""
 
 import asyncio
 import itertools
@@ -12,22 +13,17 @@ from kelpie.env import Entropy
 from kelpie.errors import InvalidInput
 from kelpie.schemas import (
     BLOCK_HISTORY_ENTRIES_MAX,
-    STEP_PREFIX,
-    AgentConfig,
     Block,
     BlockHistoryEntry,
-    Step,
 )
 from kelpie.storage import (
     BlockChange,
-    ChangedBlock,
     Page,
     SqliteStore,
-    StepCommit,
     StorageConflict,
 )
 
-from ._support import agent_config, at, insert_agent, new_block, own_thread
+from ._support import agent_config, at, insert_agent, new_block
 
 API: Final = BlockChange(source="api")
 ALL: Final = Page(limit=1000, ascending=True)
@@ -130,28 +126,3 @@ def test_deleting_the_block_deletes_its_history(store: SqliteStore, block: Block
     _change(store, block, 1, value="Grace")
     assert asyncio.run(store.delete_block(block.id)) is True
     assert _history(store, block.id) == []
-
-
-def test_step_commit_writes_an_entry_per_tool_call(
-    store: SqliteStore, entropy: Entropy, block: Block
-) -> None:
-    agent: AgentConfig = agent_config(entropy, "ada")
-    asyncio.run(insert_agent(store, agent, block_ids=[block.id]))
-    first = block.model_copy(update={"value": "Ada L.", "updated_at": at(3)})
-    second = first.model_copy(update={"label": "person"})
-    step = Step(id=entropy.new_id(STEP_PREFIX), agent_id=agent.id, created_at=at(3))
-    commit = StepCommit(
-        thread=own_thread(agent),
-        blocks_changed=(ChangedBlock(first, "call-1"), ChangedBlock(second, "call-2")),
-        step=step,
-    )
-    asyncio.run(store.commit_step(commit))
-    entries = _history(store, block.id)
-    assert [(e.seq, e.source, e.tool_call_id) for e in entries] == [
-        (1, "tool", "call-1"),
-        (2, "tool", "call-2"),
-    ]
-    assert {(e.agent_id, e.step_id) for e in entries} == {(agent.id, step.id)}
-    assert (entries[0].old.value, entries[0].new.value) == ("Ada", "Ada L.")
-    assert (entries[1].old.label, entries[1].new.label) == ("human", "person")
-    assert entries[1].new.value == "Ada L."

@@ -1,6 +1,6 @@
 """Working memory in SqliteStore: round trips, replacing a key, expiry judged by the
-caller's clock, lazy purging, key-order paging with a prefix, the key limit, and step
-commits that write keys atomically with the rest of the step."""
+caller's clock, lazy purging, key-order paging with a prefix and the key limit. (Step
+commits that write keys: tests/storage/test_conformance_runs.py.)"""
 
 import asyncio
 import contextlib
@@ -15,12 +15,8 @@ from kelpie.env import Entropy
 from kelpie.errors import NotFound
 from kelpie.schemas import (
     AGENT_PREFIX,
-    MESSAGE_PREFIX,
-    STEP_PREFIX,
     WORKING_MEMORY_KEYS_MAX,
     AgentConfig,
-    Message,
-    Step,
     WorkingMemoryEntry,
     us_from_datetime,
     working_memory_entry,
@@ -28,12 +24,10 @@ from kelpie.schemas import (
 from kelpie.storage import (
     Page,
     SqliteStore,
-    StepCommit,
-    StorageConflict,
     WorkingMemoryFull,
 )
 
-from ._support import T0, agent_config, insert_agent, own_thread
+from ._support import T0, agent_config, insert_agent
 
 NOW_US: Final = us_from_datetime(T0)
 SECOND_US: Final = 1_000_000
@@ -176,52 +170,3 @@ def test_deleting_the_agent_deletes_its_working_memory(
     _set(store, agent.id, working_memory_entry("k", 1, ttl_s=None, now_us=NOW_US))
     assert asyncio.run(store.delete_agent(agent.id)) is True
     assert _stored_rows(db_path, agent.id) == 0
-
-
-def _step_commit(
-    agent: AgentConfig,
-    entropy: Entropy,
-    *,
-    sets: tuple[WorkingMemoryEntry, ...] = (),
-    deletes: tuple[str, ...] = (),
-    step: Step | None = None,
-) -> StepCommit:
-    message = Message(
-        id=entropy.new_id(MESSAGE_PREFIX), agent_id=agent.id, role="user", text="hi", created_at=T0
-    )
-    return StepCommit(
-        thread=own_thread(agent),
-        messages=(message,),
-        working_memory_set=sets,
-        working_memory_deleted=deletes,
-        step=step or Step(id=entropy.new_id(STEP_PREFIX), agent_id=agent.id, created_at=T0),
-    )
-
-
-def test_step_commit_writes_and_deletes_keys(
-    store: SqliteStore, agent: AgentConfig, entropy: Entropy
-) -> None:
-    _set(store, agent.id, working_memory_entry("gone", 1, ttl_s=None, now_us=NOW_US))
-    kept = _set(store, agent.id, working_memory_entry("kept", 1, ttl_s=None, now_us=NOW_US))
-    sets = (
-        working_memory_entry("new", [1], ttl_s=None, now_us=NOW_US + 1),
-        working_memory_entry("kept", 2, ttl_s=None, now_us=NOW_US + 1),
-    )
-    asyncio.run(store.commit_step(_step_commit(agent, entropy, sets=sets, deletes=("gone",))))
-    assert _keys(store, agent.id) == ["kept", "new"]
-    replaced = asyncio.run(store.get_working_memory(agent.id, "kept", NOW_US + 1))
-    assert replaced is not None
-    assert (replaced.value, replaced.created_at) == (2, kept.created_at)
-
-
-def test_failed_step_commit_writes_no_keys(
-    store: SqliteStore, agent: AgentConfig, entropy: Entropy
-) -> None:
-    first = _step_commit(agent, entropy)
-    asyncio.run(store.commit_step(first))
-    sets = (working_memory_entry("new", 1, ttl_s=None, now_us=NOW_US),)
-    # The same step id again breaks a uniqueness rule inside the step's transaction.
-    clash = _step_commit(agent, entropy, sets=sets, step=first.step)
-    with pytest.raises(StorageConflict):
-        asyncio.run(store.commit_step(clash))
-    assert _keys(store, agent.id) == []

@@ -28,8 +28,9 @@ from kelpie.schemas import (
 from kelpie.storage._commits import AgentsImport, BlockChange, ContextIds, NewAgent
 from kelpie.storage._errors import StorageConflict
 from kelpie.storage._pagination import key_page_clause
-from kelpie.storage._pg_rows import Connection, PgRows, qmarks
+from kelpie.storage._pg_rows import Connection, PgRows, qmarks, searchable
 from kelpie.storage._queries import AgentQuery, BlockQuery, Page, ToolQuery
+from kelpie.storage._row_shapes import MESSAGE_COLUMNS, message_values
 from kelpie.storage._search import message_search_text
 from kelpie.storage._sql import like_pattern
 
@@ -88,12 +89,6 @@ def _agent_state(row: Sequence[Any]) -> AgentState:
     if message_ids is not None:
         agent.message_ids = list(message_ids)
     return agent
-
-
-def _searchable(text: str | None) -> str | None:
-    """A NUL-free copy for a search column (PostgreSQL text cannot hold NUL; the row's
-    JSON keeps the original)."""
-    return None if text is None else text.replace("\x00", "")
 
 
 def _thread_key(conversation_id: str | None) -> str:
@@ -512,23 +507,10 @@ class AgentRows(PgRows):
         if not messages:
             return
         await db.cursor().executemany(
-            "INSERT INTO messages (id, agent_id, conversation_id, run_id, step_id, role,"
-            " created_at, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             # The system message is rewritten in place when the prompt is recompiled.
             " ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-            [
-                (
-                    m.id,
-                    m.agent_id,
-                    m.conversation_id,
-                    m.run_id,
-                    m.step_id,
-                    m.role,
-                    us_from_datetime(m.created_at),
-                    m.model_dump_json(),
-                )
-                for m in messages
-            ],
+            [message_values(m) for m in messages],
         )
         indexed = [
             (m.id, m.agent_id, m.conversation_id, m.role, us_from_datetime(m.created_at), text)
@@ -554,8 +536,8 @@ class AgentRows(PgRows):
             bool(block.is_template),
             us_from_datetime(block.created_at),
             us_from_datetime(block.updated_at),
-            _searchable(block.value),
-            _searchable(block.description),
+            searchable(block.value),
+            searchable(block.description),
             block.model_dump_json(),
             block.id,
         )
@@ -572,8 +554,12 @@ class AgentRows(PgRows):
                 values,
             )
             assert cursor.rowcount == 1, "update of a block that is not stored"
+            # Only a relabel touches the links: a shared block's value edit then neither
+            # rewrites nor locks every attached agent's row (which deadlocked step commits
+            # with concurrent rewrites of those agents' links).
             await db.execute(
-                "UPDATE agent_blocks SET label = %s WHERE block_id = %s", (block.label, block.id)
+                "UPDATE agent_blocks SET label = %s WHERE block_id = %s AND label <> %s",
+                (block.label, block.id, block.label),
             )
             await db.execute("DELETE FROM block_tags WHERE block_id = %s", (block.id,))
         if block.tags:
@@ -604,10 +590,13 @@ class AgentRows(PgRows):
     async def _change_block(self, db: Connection, block: Block, change: BlockChange) -> None:
         """Writes an existing block and, when a tracked field (value, label, description,
         limit) changed, appends its history entry and drops entries past the bound. The
-        block's row stays locked from the read of its old version to the commit."""
+        block's row stays locked from the read of its old version to the commit (NO KEY
+        UPDATE: it keeps other changes of the block out, not the foreign-key checks of
+        agents attaching it, which would deadlock with a step commit that then moves the
+        agent's row)."""
         cursor = await db.execute(
             "SELECT data, (SELECT MAX(seq) FROM block_history h WHERE h.block_id = blocks.id)"
-            " FROM blocks WHERE id = %s FOR UPDATE",
+            " FROM blocks WHERE id = %s FOR NO KEY UPDATE",
             (block.id,),
         )
         row = await cursor.fetchone()

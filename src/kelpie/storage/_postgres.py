@@ -15,54 +15,70 @@ The driver is psycopg 3 with psycopg_pool, not asyncpg:
   asyncpg (which Letta used) is a little faster per query in benchmarks, but our requests
   are a handful of indexed statements, where the round trips dominate either way.
 
-Only part of the `Store` protocol is here so far, one mixin per role of `_roles`:
-AgentsAndBlocks (agents, blocks and their history, tools, tags, in-context ids),
-McpServers, WorkingMemory and ApiKeys. The other methods do not exist yet (no stubs), so
-mypy refuses a `PostgresStore` where a `Store` is wanted until they do.
+The `Store` is one mixin per role of `_roles`: AgentsAndBlocks (agents, blocks and their
+history, tools, tags, in-context ids), MessagesAndRuns (messages, runs, steps and the step
+commit), Conversations (conversations and the event log of background runs), Archives
+(archives, their attachments and passages), Search (tsvector and pgvector), McpServers,
+WorkingMemory and ApiKeys.
 """
 
 from typing import Final, final
 
-import psycopg
 import psycopg_pool
 
 from kelpie.storage import _pg_migrations
 from kelpie.storage._errors import StorageUnavailable
 from kelpie.storage._pg_agents import AgentRows
+from kelpie.storage._pg_archives import ArchiveRows
 from kelpie.storage._pg_keys import ApiKeyRows
 from kelpie.storage._pg_mcp import McpRows
 from kelpie.storage._pg_memory import WorkingMemoryRows
 from kelpie.storage._pg_rows import Connection
+from kelpie.storage._pg_runs import RunRows
+from kelpie.storage._pg_search import SearchRows
+from kelpie.storage._pg_threads import ThreadRows
+from kelpie.storage._vector_index import VectorIndex
 
 POOL_SIZE_MIN_DEFAULT: Final = 1
 POOL_SIZE_MAX_DEFAULT: Final = 10
 # How long a request waits for a pooled connection before it fails with a 503.
 POOL_WAIT_S: Final = 10.0
-POOL_OPEN_TIMEOUT_S: Final = 10.0
 
 
 @final
-class PostgresStore(AgentRows, McpRows, WorkingMemoryRows, ApiKeyRows):
+class PostgresStore(
+    AgentRows,
+    RunRows,
+    ThreadRows,
+    ArchiveRows,
+    SearchRows,
+    McpRows,
+    WorkingMemoryRows,
+    ApiKeyRows,
+):
     def __init__(
         self, pool: psycopg_pool.AsyncConnectionPool[Connection], *, pgvector: bool
     ) -> None:
         super().__init__(pool)
         # Whether the schema has pgvector columns (see migration 0003); search uses them.
         self.pgvector = pgvector
+        self._vector_index = VectorIndex(self)
+        self._hnsw_indexed = set()
 
     @classmethod
-    async def open(
+    def connect(
         cls,
         dsn: str,
         *,
         pool_min: int = POOL_SIZE_MIN_DEFAULT,
         pool_max: int = POOL_SIZE_MAX_DEFAULT,
     ) -> "PostgresStore":
-        """Migrates the database at `dsn` (a postgresql:// URL) and opens the pool. An
-        unreachable, too old or too new database raises StorageUnavailable saying which."""
+        """Migrates the database at `dsn` (a postgresql:// URL) and makes the pool, which
+        opens on first use in the event loop that uses it. An unreachable, too old or too
+        new database raises StorageUnavailable saying which."""
         assert _pg_migrations.is_postgres_dsn(dsn), "not a postgresql:// URL"
         assert 1 <= pool_min <= pool_max, "pool sizes out of order"
-        # Start-up only: migrations and the extension check block the loop (as SQLite's do).
+        # Start-up only: migrations and the extension check block (as SQLite's do).
         _pg_migrations.apply(dsn)
         pgvector = _pg_migrations.has_pgvector(dsn)
         pool: psycopg_pool.AsyncConnectionPool[Connection] = psycopg_pool.AsyncConnectionPool(
@@ -74,14 +90,24 @@ class PostgresStore(AgentRows, McpRows, WorkingMemoryRows, ApiKeyRows):
             open=False,
             name="kelpie",
         )
-        try:
-            await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_S)
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as error:
-            await pool.close()
-            raise StorageUnavailable(
-                f"cannot connect to {_pg_migrations.redacted(dsn)}: {error}"
-            ) from error
         return cls(pool, pgvector=pgvector)
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        pool_min: int = POOL_SIZE_MIN_DEFAULT,
+        pool_max: int = POOL_SIZE_MAX_DEFAULT,
+    ) -> "PostgresStore":
+        """`connect`, then open the pool now (StorageUnavailable if it cannot)."""
+        store = cls.connect(dsn, pool_min=pool_min, pool_max=pool_max)
+        try:
+            await store._open_pool()
+        except StorageUnavailable:
+            await store.close()
+            raise
+        return store
 
     async def close(self) -> None:
         await self._pool.close()

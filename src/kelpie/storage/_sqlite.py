@@ -311,6 +311,8 @@ class SqliteStore(
         )
 
     async def delete_agent(self, agent_id: str) -> bool:
+        # Its messages go by cascade: none may be served from the cache after.
+        self._clear_message_cache()
         with self._tx() as db:
             return db.execute("DELETE FROM agents WHERE id = ?", (agent_id,)).rowcount == 1
 

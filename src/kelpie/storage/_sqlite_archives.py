@@ -6,23 +6,14 @@ attached to any number of agents. Writing a passage indexes it for search in the
 transaction (triggers of migration 0003).
 """
 
-import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
-from kelpie.schemas import Archive, Passage, datetime_from_us, us_from_datetime
+from kelpie.schemas import Archive, Passage, us_from_datetime
 from kelpie.storage._queries import ArchiveQuery, Page
+from kelpie.storage._row_shapes import ARCHIVE_COLUMNS, archive_from_row, own_archive
 from kelpie.storage._sql import like_pattern, placeholders
 from kelpie.storage._sqlite_rows import SqliteRows
-
-
-def _archive(row: Sequence[Any]) -> Archive:
-    """Archive rows written before the archives API hold `{}` as data: the columns win."""
-    archive_id, name, created_at, data = row
-    fields = {**json.loads(data), "id": archive_id, "name": name}
-    fields["created_at"] = datetime_from_us(created_at)
-    return Archive.model_validate(fields)
 
 
 class ArchiveRows(SqliteRows):
@@ -38,11 +29,7 @@ class ArchiveRows(SqliteRows):
         """An agent's passage goes to its own archive, created (and attached) on first use."""
         created = us_from_datetime(passage.created_at)
         if passage.agent_id is not None:
-            own = Archive(
-                id=passage.archive_id,
-                name=f"archive of {passage.agent_id}",
-                created_at=passage.created_at,
-            )
+            own = own_archive(passage)
             db.execute(
                 "INSERT OR IGNORE INTO archives (id, name, created_at, data) VALUES (?, ?, ?, ?)",
                 (own.id, own.name, created, own.model_dump_json()),
@@ -104,10 +91,8 @@ class ArchiveRows(SqliteRows):
             )
 
     async def get_archive(self, archive_id: str) -> Archive | None:
-        rows = self._read(
-            "SELECT id, name, created_at, data FROM archives WHERE id = ?", (archive_id,)
-        )
-        return _archive(rows[0]) if rows else None
+        rows = self._read(f"SELECT {ARCHIVE_COLUMNS} FROM archives WHERE id = ?", (archive_id,))
+        return archive_from_row(rows[0]) if rows else None
 
     async def update_archive(self, archive: Archive) -> None:
         with self._tx() as db:
@@ -132,10 +117,8 @@ class ArchiveRows(SqliteRows):
             where.append("a.id IN (SELECT archive_id FROM agent_archives WHERE agent_id = ?)")
             params.append(query.agent_id)
         sql, all_params, reverse = self._paged("archives", "a", page, where, params)
-        rows = self._read(
-            f"SELECT a.id, a.name, a.created_at, a.data FROM archives a {sql}", all_params
-        )
-        archives = [_archive(row) for row in rows]
+        rows = self._read(f"SELECT {ARCHIVE_COLUMNS} FROM archives a {sql}", all_params)
+        archives = [archive_from_row(row) for row in rows]
         return archives[::-1] if reverse else archives
 
     async def attach_archive(self, agent_id: str, archive_id: str) -> None:

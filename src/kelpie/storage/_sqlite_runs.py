@@ -9,6 +9,14 @@ from typing import Final
 from kelpie.schemas import Message, Run, RunEvent, Step, us_from_datetime
 from kelpie.storage._commits import BlockChange, StepCommit
 from kelpie.storage._queries import MessageQuery, Page, RunQuery
+from kelpie.storage._row_shapes import (
+    MESSAGE_COLUMNS,
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    message_values,
+    run_values,
+    step_values,
+)
 from kelpie.storage._sql import SQL_VARIABLES_MAX, placeholders
 from kelpie.storage._sqlite_rows import SqliteRows
 
@@ -34,6 +42,11 @@ class RunRows(SqliteRows):
     _message_cache: "collections.OrderedDict[str, tuple[Message, int]]"
     _message_cache_bytes: int
 
+    def _clear_message_cache(self) -> None:
+        """Empties the cache (its byte count too, or later fills would be evicted at once)."""
+        self._message_cache.clear()
+        self._message_cache_bytes = 0
+
     def _uncache_message(self, message_id: str) -> None:
         dropped = self._message_cache.pop(message_id, None)
         if dropped is not None:
@@ -45,23 +58,10 @@ class RunRows(SqliteRows):
         for message in messages:
             self._uncache_message(message.id)
         db.executemany(
-            "INSERT INTO messages (id, agent_id, conversation_id, run_id, step_id, role,"
-            " created_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             # The system message is rewritten in place when the prompt is recompiled.
             " ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-            [
-                (
-                    m.id,
-                    m.agent_id,
-                    m.conversation_id,
-                    m.run_id,
-                    m.step_id,
-                    m.role,
-                    us_from_datetime(m.created_at),
-                    m.model_dump_json(),
-                )
-                for m in messages
-            ],
+            [message_values(m) for m in messages],
         )
         self._index_messages(db, messages)
 
@@ -140,7 +140,7 @@ class RunRows(SqliteRows):
 
     async def delete_agent_messages(self, agent_id: str, keep_ids: Sequence[str]) -> int:
         """Deletes the agent's messages except `keep_ids` (reset); returns how many."""
-        self._message_cache.clear()
+        self._clear_message_cache()
         with self._tx() as db:
             keep = list(keep_ids)
             clause = f" AND id NOT IN ({','.join('?' * len(keep))})" if keep else ""
@@ -153,21 +153,10 @@ class RunRows(SqliteRows):
     @staticmethod
     def _write_run(db: sqlite3.Connection, run: Run) -> None:
         db.execute(
-            "INSERT INTO runs (id, agent_id, conversation_id, status, background, created_at,"
-            " completed_at, request_token, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
             " completed_at = excluded.completed_at, data = excluded.data",
-            (
-                run.id,
-                run.agent_id,
-                run.conversation_id,
-                run.status,
-                int(run.background),
-                us_from_datetime(run.created_at),
-                None if run.completed_at is None else us_from_datetime(run.completed_at),
-                run.request_token,
-                run.model_dump_json(),
-            ),
+            run_values(run),
         )
 
     async def save_run(self, run: Run, events: Sequence[RunEvent] = ()) -> None:
@@ -255,17 +244,9 @@ class RunRows(SqliteRows):
             if commit.run is not None:
                 self._write_run(db, commit.run)
             if commit.step is not None:
-                step = commit.step
                 db.execute(
-                    "INSERT INTO steps (id, run_id, agent_id, created_at, data)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (
-                        step.id,
-                        step.run_id,
-                        step.agent_id,
-                        us_from_datetime(step.created_at),
-                        step.model_dump_json(),
-                    ),
+                    f"INSERT INTO steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                    step_values(commit.step),
                 )
             self._insert_messages(db, commit.messages)
             for changed in commit.blocks_changed:

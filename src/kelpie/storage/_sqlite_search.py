@@ -8,46 +8,15 @@ from typing import Final, TypeVar
 
 from kelpie.schemas import Message, Passage, us_from_datetime
 from kelpie.storage._search import SearchFilter, SearchKind, VectorRows, message_search_text
+from kelpie.storage._search_sql import INDEX_TABLES, filter_conditions
 from kelpie.storage._sql import SQL_VARIABLES_MAX, placeholders
 from kelpie.storage._sqlite_rows import SqliteRows
 from kelpie.storage._vector_index import VectorIndex
 
 _Row = TypeVar("_Row", Passage, Message)
 
-# (index table, FTS table, scope column) per kind.
-_TABLES: Final[dict[str, tuple[str, str, str]]] = {
-    "passage": ("passage_index", "passage_fts", "archive_id"),
-    "message": ("message_index", "message_fts", "agent_id"),
-}
-
-
-def _where(search: SearchFilter) -> tuple[list[str], list[object]]:
-    """The filter as conditions on the index row `i`."""
-    _, _, scope = _TABLES[search.kind]
-    where: list[str] = []
-    params: list[object] = []
-    if search.scopes:
-        where.append(f"i.{scope} IN ({placeholders(search.scopes)})")
-        params.extend(search.scopes)
-    if search.start_us is not None:
-        where.append("i.created_at >= ?")
-        params.append(search.start_us)
-    if search.end_us is not None:
-        where.append("i.created_at <= ?")
-        params.append(search.end_us)
-    if search.roles:
-        where.append(f"i.role IN ({placeholders(search.roles)})")
-        params.extend(search.roles)
-    if search.tags:
-        tags = sorted(set(search.tags))
-        in_scope = f"archive_id IN ({placeholders(search.scopes)}) AND " if search.scopes else ""
-        having = f" GROUP BY passage_id HAVING COUNT(*) = {len(tags)}"
-        where.append(
-            f"i.passage_id IN (SELECT passage_id FROM passage_tags WHERE {in_scope}"
-            f"tag IN ({placeholders(tags)}){having if search.match_all_tags else ''})"
-        )
-        params.extend([*search.scopes, *tags])
-    return where, params
+# FTS table per kind (the index tables and their filter are shared: `_search_sql`).
+_FTS: Final[dict[str, str]] = {"passage": "passage_fts", "message": "message_fts"}
 
 
 def fts5_expression(words: Sequence[str], *, every_word: bool) -> str:
@@ -90,8 +59,8 @@ class SearchRows(SqliteRows):
     ) -> list[int]:
         """Keys of the rows holding every (or any) of the words, best bm25 first."""
         match = fts5_expression(words, every_word=every_word)
-        index, fts, _ = _TABLES[search.kind]
-        where, params = _where(search)
+        index, fts = INDEX_TABLES[search.kind].name, _FTS[search.kind]
+        where, params = filter_conditions(search)
         conditions = " AND ".join([f"{fts} MATCH ?", *where])
         rows = self._read(
             f"SELECT f.rowid FROM {fts} f JOIN {index} i ON i.seq = f.rowid"
@@ -103,8 +72,8 @@ class SearchRows(SqliteRows):
     async def filtered_keys(self, search: SearchFilter) -> list[int]:
         """Keys of every row the filter lets through (used for the filters a vector cache
         cannot check itself: tags)."""
-        index, _, _ = _TABLES[search.kind]
-        where, params = _where(search)
+        index = INDEX_TABLES[search.kind].name
+        where, params = filter_conditions(search)
         rows = self._read(f"SELECT i.seq FROM {index} i WHERE {' AND '.join(where) or '1'}", params)
         return [row[0] for row in rows]
 
@@ -119,7 +88,7 @@ class SearchRows(SqliteRows):
     ) -> VectorRows:
         """The scope's vectors made by `model` and written after `after_vector_seq`; scope
         None means every row of the kind."""
-        index, _, scope_column = _TABLES[kind]
+        index, scope_column = INDEX_TABLES[kind].name, INDEX_TABLES[kind].scope
         role = "role" if kind == "message" else "''"
         where = ["vector_seq > ?", "model = ?"]
         params: list[object] = [after_vector_seq, model]
@@ -141,7 +110,7 @@ class SearchRows(SqliteRows):
 
     async def last_vector_seq(self, kind: SearchKind, scope: str | None) -> int:
         """The newest vector write in the scope (0 if none): a cache newer than it is fresh."""
-        index, _, scope_column = _TABLES[kind]
+        index, scope_column = INDEX_TABLES[kind].name, INDEX_TABLES[kind].scope
         if scope is None:
             rows = self._read("SELECT value FROM search_counters WHERE name = ?", (kind,))
         else:
@@ -154,7 +123,8 @@ class SearchRows(SqliteRows):
         self, kind: SearchKind, scopes: Sequence[str], limit: int
     ) -> list[tuple[int, str]]:
         """(key, text) of rows still without a vector, oldest first; scopes empty = any."""
-        index, fts, scope_column = _TABLES[kind]
+        table, fts = INDEX_TABLES[kind], _FTS[kind]
+        index, scope_column = table.name, table.scope
         where = ["i.vector IS NULL"]
         if scopes:
             where.append(f"i.{scope_column} IN ({placeholders(scopes)})")
@@ -172,7 +142,7 @@ class SearchRows(SqliteRows):
     ) -> list[tuple[int, str]]:
         """(key, text) of rows with no vector or one made by another model, in key order
         after `after_seq` (re-embedding walks the table with it)."""
-        index, fts, _ = _TABLES[kind]
+        index, fts = INDEX_TABLES[kind].name, _FTS[kind]
         rows = self._read(
             f"SELECT i.seq, f.text FROM {index} i CROSS JOIN {fts} f ON f.rowid = i.seq"
             " WHERE i.seq > ? AND (i.vector IS NULL OR i.model IS NOT ?)"
@@ -183,7 +153,7 @@ class SearchRows(SqliteRows):
 
     async def count_embeddings(self, kind: SearchKind, model: str) -> tuple[int, int]:
         """(rows with a vector by `model`, all rows) of the kind."""
-        index, _, _ = _TABLES[kind]
+        index = INDEX_TABLES[kind].name
         rows = self._read(
             f"SELECT count(*) FILTER (WHERE model = ? AND vector IS NOT NULL), count(*)"
             f" FROM {index}",
@@ -194,7 +164,7 @@ class SearchRows(SqliteRows):
     async def count_pending_embeddings(self, kind: SearchKind, limit: int) -> int:
         """Rows still without a vector, up to `limit` (a walk of the pending index only)."""
         assert limit > 0, "a count up to nothing"
-        index, _, _ = _TABLES[kind]
+        index = INDEX_TABLES[kind].name
         rows = self._read(
             f"SELECT count(*) FROM (SELECT 1 FROM {index} WHERE vector IS NULL LIMIT ?)",
             (limit,),
@@ -206,7 +176,7 @@ class SearchRows(SqliteRows):
     ) -> None:
         """Writes vectors by key (a key deleted meanwhile is skipped), each with the next
         vector sequence number, so caches see them as new."""
-        index, _, _ = _TABLES[kind]
+        index = INDEX_TABLES[kind].name
         if not vectors:
             return
         for _, blob in vectors:

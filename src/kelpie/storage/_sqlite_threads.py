@@ -11,30 +11,27 @@ from kelpie.schemas import (
     Message,
     Run,
     RunEvent,
-    datetime_from_us,
     us_from_datetime,
 )
 from kelpie.storage._commits import ContextIds, ThreadUpdate
 from kelpie.storage._queries import ConversationQuery, Page
+from kelpie.storage._row_shapes import (
+    conversation_json,
+    conversation_last_us,
+    event_from_row,
+    merged_conversation,
+    run_outcome,
+)
 from kelpie.storage._sql import like_pattern
 from kelpie.storage._sqlite_rows import SqliteRows
 
-# Conversation fields a PATCH may change; the in-context list is only moved by turns.
-CONVERSATION_EDITABLE_FIELDS: Final = frozenset(
-    {
-        "summary",
-        "description",
-        "archived",
-        "archived_at",
-        "model",
-        "model_settings",
-        "context_window_limit",
-        "last_message_at",
-    }
-)
 # A thread's key in context_messages: '' for the agent's own thread.
 OWN_THREAD: Final = ""
-_CONVERSATION_JSON_EXCLUDE: Final = frozenset({"in_context_message_ids"})
+# json_set's path and value for a row's JSON updated_at: the new time (µs, then ISO) only
+# when it is later than the row's column, else the JSON's own.
+_FORWARD_UPDATED_AT: Final = (
+    "'$.updated_at', CASE WHEN updated_at < ? THEN ? ELSE json_extract(data, '$.updated_at') END"
+)
 
 
 def thread_key(conversation_id: str | None) -> str:
@@ -46,8 +43,6 @@ class ThreadRows(SqliteRows):
 
     @staticmethod
     def _write_conversation(db: sqlite3.Connection, conversation: Conversation) -> None:
-        created = us_from_datetime(conversation.created_at)
-        last = conversation.last_message_at
         db.execute(
             "INSERT INTO conversations (id, agent_id, archived, hidden, created_at, updated_at,"
             " last_message_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -56,10 +51,10 @@ class ThreadRows(SqliteRows):
                 conversation.agent_id,
                 int(conversation.archived),
                 int(conversation.hidden),
-                created,
+                us_from_datetime(conversation.created_at),
                 us_from_datetime(conversation.updated_at),
-                created if last is None else us_from_datetime(last),
-                conversation.model_dump_json(exclude=set(_CONVERSATION_JSON_EXCLUDE)),
+                conversation_last_us(conversation),
+                conversation_json(conversation),
             ),
         )
         ThreadRows._replace_context(
@@ -96,7 +91,6 @@ class ThreadRows(SqliteRows):
     ) -> Conversation | None:
         """Writes only the fields named in `changes` (read and written in one transaction),
         so a turn's in-context list, moved concurrently, is never overwritten."""
-        assert set(changes) <= CONVERSATION_EDITABLE_FIELDS, "not an editable field"
         with self._tx() as db:
             rows = db.execute(
                 "SELECT data FROM conversations WHERE id = ?", (conversation_id,)
@@ -104,19 +98,15 @@ class ThreadRows(SqliteRows):
             if not rows:
                 return None
             stored = Conversation.model_validate_json(rows[0][0])
-            updated = max(datetime_from_us(updated_at_us), stored.updated_at)
-            merged = Conversation.model_validate(
-                {**stored.model_dump(), **changes, "updated_at": updated}
-            )
-            last = merged.last_message_at or merged.created_at
+            merged = merged_conversation(stored, changes, updated_at_us)
             db.execute(
                 "UPDATE conversations SET archived = ?, updated_at = ?, last_message_at = ?,"
                 " data = ? WHERE id = ?",
                 (
                     int(merged.archived),
-                    us_from_datetime(updated),
-                    us_from_datetime(last),
-                    merged.model_dump_json(exclude=set(_CONVERSATION_JSON_EXCLUDE)),
+                    us_from_datetime(merged.updated_at),
+                    conversation_last_us(merged),
+                    conversation_json(merged),
                     conversation_id,
                 ),
             )
@@ -250,34 +240,34 @@ class ThreadRows(SqliteRows):
     @staticmethod
     def _write_thread(db: sqlite3.Connection, thread: ThreadUpdate) -> None:
         """Moves a thread's in-context list and the agent's activity fields; touches
-        nothing else on either row."""
+        nothing else on either row. updated_at moves forward only, in the column and in
+        the JSON reads return (SET sees the row's old column)."""
         at_us = us_from_datetime(thread.updated_at)
         at = thread.updated_at.isoformat()
-        agent_paths: list[object] = ["$.updated_at", at]
-        run = thread.finished_run
-        if run is not None:
-            completed = run.completed_at.isoformat() if run.completed_at else None
-            duration_ms = (run.total_duration_ns or 0) // 1_000_000
+        agent_paths: list[object] = []
+        if thread.finished_run is not None:
+            stop_reason, completed_at, duration_ms = run_outcome(thread.finished_run)
+            completed = None if completed_at is None else completed_at.isoformat()
             agent_paths += [
                 "$.last_stop_reason",
-                run.stop_reason,
+                stop_reason,
                 "$.last_run_completion",
                 completed,
                 "$.last_run_duration_ms",
                 duration_ms,
             ]
-        setters = ", ".join("?, ?" for _ in agent_paths[::2])
+        setters = "".join(", ?, ?" for _ in agent_paths[::2])
         cursor = db.execute(
-            f"UPDATE agents SET updated_at = MAX(updated_at, ?), data = json_set(data, {setters})"
-            " WHERE id = ?",
-            [at_us, *agent_paths, thread.agent_id],
+            "UPDATE agents SET updated_at = MAX(updated_at, ?),"
+            f" data = json_set(data, {_FORWARD_UPDATED_AT}{setters}) WHERE id = ?",
+            [at_us, at_us, at, *agent_paths, thread.agent_id],
         )
         assert cursor.rowcount == 1, "step commit for an agent that is not stored"
         if thread.conversation_id is not None:
             cursor = db.execute(
                 "UPDATE conversations SET updated_at = MAX(updated_at, ?),"
-                " data = json_set(data, '$.updated_at', ?) WHERE id = ?",
-                (at_us, at, thread.conversation_id),
+                f" data = json_set(data, {_FORWARD_UPDATED_AT}) WHERE id = ?",
+                (at_us, at_us, at, thread.conversation_id),
             )
             assert cursor.rowcount == 1, "step commit for a conversation that is not stored"
         if thread.message_ids is not None:
@@ -307,7 +297,7 @@ class ThreadRows(SqliteRows):
             " ORDER BY seq_id LIMIT ?",
             (run_id, after_seq, limit),
         )
-        return [RunEvent(run_id=run_id, seq_id=s, event=e, data=d) for s, e, d in rows]
+        return [event_from_row(run_id, row) for row in rows]
 
     async def last_run_seq(self, run_id: str) -> int:
         rows = self._read("SELECT MAX(seq_id) FROM run_events WHERE run_id = ?", (run_id,))
