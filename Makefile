@@ -23,8 +23,11 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The whole suite on SQLite, then the API suite again with every server on PostgreSQL (the
+# storage conformance suite and the kill test run both backends in the first pass).
 test: check
 	$(BIN)/pytest -n 2 $(ARGS)
+	KELPIE_TEST_BACKEND=postgres $(BIN)/pytest -n 2 tests/api $(ARGS)
 
 # The long OpenAPI fuzz (the suite runs a short, deterministic one): 100 cases per
 # operation per phase, random under a seed; pass another with FUZZ_SEED=N.

@@ -9,12 +9,13 @@ does not come up or does not stop.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Final, TypeAlias
 
@@ -40,6 +41,8 @@ LLM_API_KEY: Final = "sk-test"
 # Variables of the test runner's environment that would change what the server does.
 SERVER_ENV_DROPPED: Final = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
 SERVER_ENV_PREFIXES_DROPPED: Final = ("KELPIE_", "LETTA_")
+TEST_BACKEND_VARIABLE: Final = "KELPIE_TEST_BACKEND"
+TEST_BACKENDS: Final = ("sqlite", "postgres")
 
 
 ServerOutputMark: TypeAlias = tuple["ServerProcess", int]
@@ -199,14 +202,22 @@ def kelpie_env(llm_base_url: str, extra: Mapping[str, str]) -> dict[str, str]:
 
 
 class KelpieLauncher:
-    """Starts `kelpie serve` processes, each on its own port with its own data directory,
-    and stops them all at the end of the module."""
+    """Starts `kelpie serve` processes, each on its own port with its own data directory
+    (and, on PostgreSQL, its own database), and stops them all at the end of the module."""
 
-    def __init__(self, llm_base_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    def __init__(
+        self,
+        llm_base_url: str,
+        tmp_path_factory: pytest.TempPathFactory,
+        new_database: Callable[[], str] | None = None,
+    ) -> None:
         self._llm_base_url = llm_base_url
         self._tmp_path_factory = tmp_path_factory
+        self._new_database = new_database
         self._running: list[tuple[str, ServerProcess]] = []
         self.data_dirs: dict[str, Path] = {}
+        # The database URL of each data directory, when the servers run on PostgreSQL.
+        self.database_urls: dict[Path, str] = {}
 
     def start(
         self, extra_env: Mapping[str, str] | None = None, *, data_dir: Path | None = None
@@ -221,7 +232,10 @@ class KelpieLauncher:
             data_dir.mkdir()
         argv = [sys.executable, "-m", "kelpie", "serve", "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--data-dir", str(data_dir)]
-        env = kelpie_env(self._llm_base_url, extra_env or {})
+        extra = dict(extra_env or {})
+        if self._new_database is not None and "KELPIE_DB_URL" not in extra:
+            extra["KELPIE_DB_URL"] = self._database_url(data_dir)
+        env = kelpie_env(self._llm_base_url, extra)
         server = ServerProcess.start("kelpie", argv, env=env, log_dir=root / "logs")
         try:
             server.wait_until_ready(f"{base_url}/v1/health")
@@ -232,6 +246,19 @@ class KelpieLauncher:
         KELPIE_SERVERS[base_url] = server
         self.data_dirs[base_url] = data_dir
         return base_url
+
+    def _database_url(self, data_dir: Path) -> str:
+        assert self._new_database is not None, "the servers run on SQLite"
+        if data_dir not in self.database_urls:
+            self.database_urls[data_dir] = self._new_database()
+        return self.database_urls[data_dir]
+
+    def database_args(self, data_dir: Path) -> list[str]:
+        """The options that point a `kelpie` command at the database of the server on
+        `data_dir` (made now if that server has not started yet)."""
+        if self._new_database is None:
+            return ["--data-dir", str(data_dir)]
+        return ["--data-dir", str(data_dir), "--db", self._database_url(data_dir)]
 
     def stop(self, base_url: str) -> None:
         """Stops one server (gracefully); its data directory stays for a restart."""
@@ -250,12 +277,42 @@ class KelpieLauncher:
             _stop_checked(server)
 
 
+def server_backend() -> str:
+    """The database the suite's servers run on: `KELPIE_TEST_BACKEND` (sqlite, the default,
+    or postgres: a fresh migrated database per server, from the session's PostgreSQL)."""
+    backend = os.environ.get(TEST_BACKEND_VARIABLE, "sqlite")
+    assert backend in TEST_BACKENDS, f"{TEST_BACKEND_VARIABLE} must be one of {TEST_BACKENDS}"
+    return backend
+
+
+@pytest.fixture(scope="session")
+def server_databases(request: pytest.FixtureRequest) -> Callable[[], str] | None:
+    """Makes a fresh database for each server when the suite runs on PostgreSQL: a copy of
+    one migrated at the start (a copy takes milliseconds, migrating most of a second)."""
+    if server_backend() != "postgres":
+        return None
+    from kelpie.storage import _pg_migrations
+
+    postgres: LocalPostgres = request.getfixturevalue("postgres")
+    template = "kelpie_servers_template"
+    postgres.drop_database(template)
+    _pg_migrations.apply(postgres.create_database(template))
+    made = itertools.count(1)
+
+    def new_database() -> str:
+        return postgres.create_database(f"kelpie_server_{next(made)}", template=template)
+
+    return new_database
+
+
 @pytest.fixture(scope="module")
 def kelpie_launcher(
-    llm_server: str, tmp_path_factory: pytest.TempPathFactory
+    llm_server: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    server_databases: Callable[[], str] | None,
 ) -> Iterator[KelpieLauncher]:
     """Starts extra Kelpie servers, e.g. with a different environment; stopped per module."""
-    launcher = KelpieLauncher(llm_server, tmp_path_factory)
+    launcher = KelpieLauncher(llm_server, tmp_path_factory, server_databases)
     try:
         yield launcher
     finally:

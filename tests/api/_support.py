@@ -40,6 +40,8 @@ class KelpieStarter(Protocol):
 
     def stop(self, base_url: str) -> None: ...
 
+    def database_args(self, data_dir: Path) -> list[str]: ...
+
 
 def unique(prefix: str) -> str:
     """A name that no other test, and no other xdist worker, will produce."""

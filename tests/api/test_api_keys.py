@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -30,9 +30,10 @@ NO_KEY = "kelpie_" + "0" * 32 + "_" + "A" * 43
 PROPAGATION_S = KEYS_RELOAD_S + 3
 
 
-def kelpie_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def kelpie_cli(database: Sequence[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`kelpie keys ...` on the database named by `database` (the launcher's options)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KELPIE_", "LETTA_"))}
-    argv = [sys.executable, "-m", "kelpie", "keys", *args, "--data-dir", str(data_dir)]
+    argv = [sys.executable, "-m", "kelpie", "keys", *args, *database]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done
@@ -56,7 +57,7 @@ def wait_for_status(http: httpx.Client, headers: dict[str, str], status: int) ->
 @dataclasses.dataclass(frozen=True)
 class KeysServer:
     url: str
-    data_dir: Path
+    database: list[str]  # the options of `kelpie keys` for its database
     admin_key: str
 
 
@@ -65,12 +66,12 @@ def keys_server(kelpie_launcher: KelpieStarter) -> KeysServer:
     """An open server on which `kelpie keys create --admin` (run while it serves) turns key
     authentication on. Failures are allowed generously: tests here send wrong keys."""
     url = kelpie_launcher.start({"KELPIE_AUTH_FAILURES_MAX": "10000"})
-    data_dir = kelpie_launcher.data_dirs[url]
+    database = kelpie_launcher.database_args(kelpie_launcher.data_dirs[url])
     with httpx.Client(base_url=url, timeout=30) as http:
         assert http.get("/v1/agents").status_code == 200
-        admin_key = kelpie_cli(data_dir, "create", "root", "--admin").stdout.strip()
+        admin_key = kelpie_cli(database, "create", "root", "--admin").stdout.strip()
         wait_for_status(http, {}, 401)
-    return KeysServer(url, data_dir, admin_key)
+    return KeysServer(url, database, admin_key)
 
 
 @pytest.fixture
@@ -254,32 +255,32 @@ class TestCli:
         self, keys_server: KeysServer, raw: httpx.Client
     ) -> None:
         name = unique("cli")
-        made = kelpie_cli(keys_server.data_dir, "create", name, "--expires-in", "1d")
+        made = kelpie_cli(keys_server.database, "create", name, "--expires-in", "1d")
         key = made.stdout.strip()
         assert key.startswith("kelpie_")
         assert "not shown again" in made.stderr
 
         # A key the server has not loaded yet is found by its id: it works at once.
         assert raw.get("/v1/agents", headers=bearer(key)).status_code == 200
-        keys = json.loads(kelpie_cli(keys_server.data_dir, "list", "--json").stdout)
+        keys = json.loads(kelpie_cli(keys_server.database, "list", "--json").stdout)
         mine = next(item for item in keys if item["name"] == name)
         assert key not in json.dumps(keys)
         assert mine["expires_at"] is not None
-        table = kelpie_cli(keys_server.data_dir, "list").stdout
+        table = kelpie_cli(keys_server.database, "list").stdout
         assert name in table
         assert key not in table
 
-        revoked = kelpie_cli(keys_server.data_dir, "revoke", name)
+        revoked = kelpie_cli(keys_server.database, "revoke", name)
         assert mine["id"] in revoked.stdout
         assert wait_for_status(raw, bearer(key), 401) <= PROPAGATION_S
         assert "revoked" in raw.get("/v1/agents", headers=bearer(key)).json()["detail"]
-        keys = json.loads(kelpie_cli(keys_server.data_dir, "list", "--json").stdout)
+        keys = json.loads(kelpie_cli(keys_server.database, "list", "--json").stdout)
         assert next(item for item in keys if item["id"] == mine["id"])["revoked_at"] is not None
 
     def test_revoking_an_unknown_key_fails_with_a_reason(self, keys_server: KeysServer) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KELPIE_")}
         argv = [sys.executable, "-m", "kelpie", "keys", "revoke", "no-such-key"]
-        argv += ["--data-dir", str(keys_server.data_dir)]
+        argv += keys_server.database
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
         assert done.returncode != 0
@@ -330,7 +331,7 @@ def test_guessing_keys_is_throttled_per_address(
 ) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    key = kelpie_cli(data_dir, "create", "only").stdout.strip()
+    key = kelpie_cli(kelpie_launcher.database_args(data_dir), "create", "only").stdout.strip()
     url = kelpie_launcher.start({"KELPIE_AUTH_FAILURES_MAX": "3"}, data_dir=data_dir)
     try:
         with httpx.Client(base_url=url, timeout=30) as raw:

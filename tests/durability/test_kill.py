@@ -28,7 +28,8 @@ start and every COLD_EVERY-th restart spawn `python -m kelpie serve` from scratc
 
 Replay: the seed is printed (run with `-s` or `-rP` to see the report); `KILL_SEED=<seed>`
 replays the same random choices (the timing of a kill against the server is never exactly
-reproducible). `KILL_COUNT=<n>` changes the number of kills (200 by default).
+reproducible). `KILL_COUNT=<n>` changes the number of kills (200 by default; 50 on
+PostgreSQL, where the server runs on a fresh database of the tests' PostgreSQL).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ from letta_client import Letta
 from letta_client.pagination import SyncArrayPage
 from letta_client.types import AgentType
 
+from kelpie.storage._pgserver import LocalPostgres
+
 HERE: Final = Path(__file__).resolve().parent
 FAKE_LLM_SCRIPT: Final = HERE.parent / "fakes" / "llm_server.py"
 ZYGOTE_SCRIPT: Final = HERE / "_zygote.py"
@@ -63,6 +66,9 @@ MODEL: Final = "openai/gpt-4o-mini"
 CLIENT_API_KEY: Final = "sk-kelpie-test"
 
 KILLS_DEFAULT: Final = 200
+# On PostgreSQL the suite kills fewer times (a cycle there takes ~1.5 s on this machine);
+# `KILL_COUNT=200` runs the full count on both backends.
+KILLS_DEFAULT_POSTGRES: Final = 50
 COLD_EVERY: Final = 20  # every 20th restart is a cold `python -m kelpie serve`
 KILL_DELAY_MAX_S: Final = 0.060
 # The kill is timed from the start of one of the cycle's first sends (0-based index).
@@ -528,8 +534,9 @@ class Tally:
 
 
 class KillHarness:
-    def __init__(self, tmp_path: Path, seed: int) -> None:
+    def __init__(self, tmp_path: Path, seed: int, db_url: str | None = None) -> None:
         self.seed = seed
+        self.db_url = db_url  # PostgreSQL's, else SQLite in the data dir
         self.rng = random.Random(seed)  # kill timing and cold/forked choices
         self.turn_rng = random.Random(seed ^ 0x5EED)  # agents and kinds of turns
         self.data_dir = tmp_path / "data"
@@ -564,6 +571,8 @@ class KillHarness:
     def start(self, *, cold: bool) -> None:
         self.port = free_port()
         argv = ["serve", "--host", HOST, "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        if self.db_url is not None:
+            argv += ["--db", self.db_url]
         with self.log.open("a") as log:
             log.write(f"\n=== start ({'cold' if cold else 'forked'}) on port {self.port}\n")
         if not cold and self.zygote is None:
@@ -784,9 +793,16 @@ def kill_seed() -> int:
     return int(configured) if configured else random.SystemRandom().randrange(1 << 32)
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[KillHarness]:
-    harness = KillHarness(tmp_path, kill_seed())
+@pytest.fixture(params=["sqlite", "postgres"])
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KillHarness]:
+    """A harness on each backend: SQLite in the data dir, or a fresh PostgreSQL database
+    (the server it runs on is not killed, only Kelpie)."""
+    db_url = None
+    if request.param == "postgres":
+        postgres: LocalPostgres = request.getfixturevalue("postgres")
+        postgres.drop_database("kelpie_kill")
+        db_url = postgres.create_database("kelpie_kill")
+    harness = KillHarness(tmp_path, kill_seed(), db_url)
     try:
         yield harness
     finally:
@@ -795,7 +811,8 @@ def harness(tmp_path: Path) -> Iterator[KillHarness]:
 
 @pytest.mark.timeout(900)
 def test_acknowledged_turns_survive_sigkill(harness: KillHarness) -> None:
-    kills = int(os.environ.get("KILL_COUNT", "") or KILLS_DEFAULT)
+    default = KILLS_DEFAULT if harness.db_url is None else KILLS_DEFAULT_POSTGRES
+    kills = int(os.environ.get("KILL_COUNT", "") or default)
     print(f"kill test seed {harness.seed}")  # noqa: T201  (first, in case of a hang)
     started = time.monotonic()
     harness.start(cold=True)

@@ -50,6 +50,7 @@ def test_vector_search_walks_an_hnsw_index_of_the_dimension(
 
     async def scenario() -> list[tuple[int, float]]:
         store = await PostgresStore.open(pg_database, pool_max=2)
+        assert store.iterative_scans, "pgvector 0.8 (the tests' PostgreSQL) scans iteratively"
         try:
             await store.insert_archive(archive)
             await store.insert_passages(passages)

@@ -16,7 +16,7 @@ from typing import Final, Literal
 import click
 
 from kelpie.cli._config import config_option, load_config
-from kelpie.cli._env import SQLITE_URL_PREFIX, open_embedder
+from kelpie.cli._env import POSTGRES_URL_PREFIXES, SQLITE_URL_PREFIX, open_embedder
 from kelpie.env import Config
 from kelpie.errors import KelpieError
 from kelpie.llm import configured_providers, fetch_model_ids
@@ -79,8 +79,11 @@ def check_data_dir(config: Config) -> list[Finding]:
 
 def check_database(config: Config) -> list[Finding]:
     url = config.database_url
+    if url.startswith(POSTGRES_URL_PREFIXES):
+        return check_postgres(url)
     if not url.startswith(SQLITE_URL_PREFIX):
-        return [Finding("FAIL", "database", f"unsupported URL {url}", "use sqlite:///path")]
+        fix = "use sqlite:///path or postgresql://user:password@host/database"
+        return [Finding("FAIL", "database", f"unsupported URL {url}", fix)]
     path = Path(url.removeprefix(SQLITE_URL_PREFIX))
     if not path.exists():
         return [Finding("warn", "database", f"{path} does not exist yet (serve creates it)")]
@@ -105,6 +108,33 @@ def check_database(config: Config) -> list[Finding]:
         found.append(Finding("FAIL", "integrity", "; ".join(problems[:5]), fix))
     else:
         found.append(Finding("ok", "integrity", f"{path}: quick_check ok"))
+    return found
+
+
+def check_postgres(url: str) -> list[Finding]:
+    """Reachable, new enough, migrated (nothing from a newer Kelpie), and whether vector
+    search has pgvector's indexes or falls back to exact search."""
+    try:
+        from kelpie.storage import _pg_migrations
+    except ImportError as error:
+        fix = "pip install 'kelpie[postgres]'"
+        return [Finding("FAIL", "database", f"the PostgreSQL driver is missing ({error})", fix)]
+    try:
+        current = _pg_migrations.check(url)
+        pgvector = current and _pg_migrations.has_pgvector(url)
+    except KelpieError as error:
+        return [Finding("FAIL", "database", error.detail, "check the URL and that it runs")]
+    found = [
+        Finding("ok", "database", f"{_pg_migrations.redacted(url)} reachable"),
+        Finding("ok", "migrations", "current")
+        if current
+        else Finding("warn", "migrations", "pending", "applied at the next start"),
+    ]
+    if current and not pgvector:
+        fix = "install pgvector on the server for indexed vector search"
+        found.append(Finding("warn", "pgvector", "missing: vector search is exact", fix))
+    elif current:
+        found.append(Finding("ok", "pgvector", "HNSW indexes per embedding dimension"))
     return found
 
 

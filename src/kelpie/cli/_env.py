@@ -22,10 +22,11 @@ from kelpie.memory import (
 )
 from kelpie.obs import Metrics, Tracing
 from kelpie.sandbox import MIB, ProcessSandbox, ProgramSandbox
-from kelpie.storage import SqliteStore, Store
+from kelpie.storage import SqliteStore, StorageUnavailable, Store
 from kelpie.web import HttpWeb
 
 SQLITE_URL_PREFIX = "sqlite:///"
+POSTGRES_URL_PREFIXES = ("postgresql://", "postgres://")
 OPENAI_HANDLE_PREFIX = "openai/"
 # Under the data dir: requirement environments of custom tools, sandbox scratch.
 SANDBOX_DIR_NAME = "sandbox"
@@ -35,16 +36,36 @@ PROGRAMS_DIR_NAME = "programs"
 log = logging.getLogger("kelpie")
 
 
-def open_store(config: Config) -> Store:
+def open_store(config: Config, *, serving: bool = True) -> Store:
+    """The configured database: SQLite (`sqlite:///path`, the default) or PostgreSQL
+    (`postgresql://...`, with the `postgres` extra), migrated to head. One that cannot be
+    used ends start-up with a sentence saying why. `serving`: the server's own store (it
+    checkpoints SQLite's WAL from a thread), not a command's."""
     url = config.database_url
     if url.startswith(SQLITE_URL_PREFIX):
         return SqliteStore.open(
-            Path(url.removeprefix(SQLITE_URL_PREFIX)), background_checkpoints=True
+            Path(url.removeprefix(SQLITE_URL_PREFIX)), background_checkpoints=serving
         )
+    if url.startswith(POSTGRES_URL_PREFIXES):
+        return _open_postgres(url)
     raise SystemExit(
-        f"Unsupported database URL '{url}': this version stores data in SQLite"
-        f" ({SQLITE_URL_PREFIX}/path/to/kelpie.db); PostgreSQL support is planned"
+        f"Unsupported database URL '{url}': use {SQLITE_URL_PREFIX}/path/to/kelpie.db"
+        " (SQLite, the default) or postgresql://user:password@host/database"
     )
+
+
+def _open_postgres(url: str) -> Store:
+    try:
+        from kelpie.storage._postgres import PostgresStore
+    except ImportError as error:
+        raise SystemExit(
+            "A postgresql:// database needs the PostgreSQL driver: install"
+            f" `kelpie[postgres]` (pip install 'kelpie[postgres]') ({error})"
+        ) from error
+    try:
+        return PostgresStore.connect(url)
+    except StorageUnavailable as error:
+        raise SystemExit(f"The database cannot be used: {error.detail}") from error
 
 
 def open_embedder(config: Config) -> Embedder:

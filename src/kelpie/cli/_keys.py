@@ -14,13 +14,12 @@ import click
 import pydantic
 
 from kelpie.cli._config import config_option, load_config
+from kelpie.cli._env import open_store
 from kelpie.env import Config, SystemClock, system_entropy
 from kelpie.errors import KelpieError
 from kelpie.schemas import ApiKeyCreate, ApiKeyInfo, datetime_from_us
 from kelpie.service import KEYS_RELOAD_S, ApiKeyService
-from kelpie.storage import SqliteStore
 
-SQLITE_URL_PREFIX: Final = "sqlite:///"
 _DURATION_RE: Final = re.compile(r"(\d+)([smhdw]?)")
 _SECONDS_PER_UNIT: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -50,12 +49,9 @@ def _run(
     """Runs `work` against the configured database; Kelpie's errors end the command with
     their detail."""
     config: Config = load_config(config_file, data_dir=data_dir, db_url=db_url)
-    url = config.database_url
-    if not url.startswith(SQLITE_URL_PREFIX):
-        raise click.ClickException(f"Unsupported database URL '{url}'")
+    store = open_store(config, serving=False)
 
     async def run() -> T:
-        store = SqliteStore.open(Path(url.removeprefix(SQLITE_URL_PREFIX)))
         try:
             return await work(ApiKeyService(store, SystemClock(), system_entropy()))
         finally:

@@ -8,17 +8,14 @@ from pathlib import Path
 import click
 
 from kelpie.cli._config import config_option, load_config
-from kelpie.cli._env import open_embedder
+from kelpie.cli._env import open_embedder, open_store
 from kelpie.env import Config, SystemClock
 from kelpie.memory import LocalEmbedder, MemorySearch
-from kelpie.storage import SEARCH_KINDS, SqliteStore
+from kelpie.storage import SEARCH_KINDS
 
 
 async def _reembed(config: Config) -> None:
-    url = config.database_url
-    if not url.startswith("sqlite:///"):
-        raise SystemExit(f"Unsupported database URL '{url}'")
-    store = SqliteStore.open(Path(url.removeprefix("sqlite:///")))
+    store = open_store(config, serving=False)
     embedder = open_embedder(config)
     try:
         search = MemorySearch(store, embedder, SystemClock())

@@ -117,3 +117,14 @@ def has_pgvector(dsn: str) -> bool:
             " WHERE table_name = 'passage_index' AND column_name = 'embedding')"
         ).fetchone()
     return bool(row and row[0])
+
+
+def iterative_scans(dsn: str) -> bool:
+    """Whether pgvector has iterative index scans (0.8+): a filtered HNSW search then goes
+    on past the neighbours the filter rejects; older versions may return fewer rows."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as db:
+        row = db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    if row is None:
+        return False
+    parts = tuple(int(part) for part in str(row[0]).split(".")[:2] if part.isdigit())
+    return parts >= (0, 8)

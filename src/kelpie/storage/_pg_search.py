@@ -5,7 +5,8 @@ dropped) under its GIN index, ranked by `ts_rank_cd`. Vector search is pgvector'
 vector is also kept as `halfvec`, with one HNSW index per (kind, dimension), made the first
 time a vector of that dimension is saved, so any embedding model fits (halfvec's HNSW takes
 up to 4,000 dimensions, twice `vector`'s 2,000). Filtered searches use pgvector's iterative
-index scans, so a filter that rejects most neighbours still yields `limit` rows. Without
+index scans (pgvector 0.8+), so a filter that rejects most neighbours still yields
+`limit` rows. Without
 pgvector, or past 4,000 dimensions, search is exact, from the same in-process
 `VectorIndex` SQLite uses, over the float32 bytes every row keeps.
 """
@@ -48,6 +49,7 @@ def halfvec_text(query: bytes) -> str:
 
 class SearchRows(PgRows):
     pgvector: bool
+    iterative_scans: bool
     _vector_index: VectorIndex
     _hnsw_indexed: set[tuple[SearchKind, int]]
 
@@ -90,7 +92,8 @@ class SearchRows(PgRows):
         vector = halfvec_text(query)
         ef_search = min(max(HNSW_EF_SEARCH, limit), HNSW_EF_SEARCH_MAX)
         async with self._tx() as db:
-            await db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            if self.iterative_scans:
+                await db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             await db.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
             cursor = await db.execute(
                 f"SELECT i.seq, {distance} AS distance FROM {index} i WHERE {conditions}"

@@ -57,11 +57,16 @@ class PostgresStore(
     ApiKeyRows,
 ):
     def __init__(
-        self, pool: psycopg_pool.AsyncConnectionPool[Connection], *, pgvector: bool
+        self,
+        pool: psycopg_pool.AsyncConnectionPool[Connection],
+        *,
+        pgvector: bool,
+        iterative_scans: bool = False,
     ) -> None:
         super().__init__(pool)
         # Whether the schema has pgvector columns (see migration 0003); search uses them.
         self.pgvector = pgvector
+        self.iterative_scans = iterative_scans
         self._vector_index = VectorIndex(self)
         self._hnsw_indexed = set()
 
@@ -81,6 +86,7 @@ class PostgresStore(
         # Start-up only: migrations and the extension check block (as SQLite's do).
         _pg_migrations.apply(dsn)
         pgvector = _pg_migrations.has_pgvector(dsn)
+        iterative = pgvector and _pg_migrations.iterative_scans(dsn)
         pool: psycopg_pool.AsyncConnectionPool[Connection] = psycopg_pool.AsyncConnectionPool(
             dsn,
             min_size=pool_min,
@@ -90,7 +96,7 @@ class PostgresStore(
             open=False,
             name="kelpie",
         )
-        return cls(pool, pgvector=pgvector)
+        return cls(pool, pgvector=pgvector, iterative_scans=iterative)
 
     @classmethod
     async def open(
