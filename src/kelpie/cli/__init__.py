@@ -12,6 +12,7 @@ import click
 
 from kelpie.cli._doctor import doctor
 from kelpie.cli._keys import keys
+from kelpie.cli._migrate_db import migrate_db
 from kelpie.cli._reembed import reembed
 from kelpie.cli._serve import serve
 
@@ -26,5 +27,6 @@ main.add_command(serve)
 main.add_command(reembed)
 main.add_command(keys)
 main.add_command(doctor)
+main.add_command(migrate_db)
 
 __all__ = ["main"]
